@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""zapnb's two everyday commands, runnable from a fresh clone with nothing but Python 3.11+.
+
+    python3 dev.py lab     set up .venv and open JupyterLab on the tutorial notebook
+    python3 dev.py test    set up .venv and run every check: lint, types, unit tests, notebooks, slow tiers
+
+Both create the virtual environment ``.venv`` on first use and reinstall only when ``pyproject.toml`` changes.
+``python3 dev.py test --quick`` skips the tests marked slow; extra arguments after ``--`` go to pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".zapnb-install-stamp"
+TUTORIAL = "01-getting-started.ipynb"
+
+
+def _say(message: str) -> None:
+    print(f"[dev] {message}", flush=True)
+
+
+def _run(*args: str | Path, env: dict[str, str] | None = None) -> None:
+    command = [str(a) for a in args]
+    _say(" ".join(command))
+    completed = subprocess.run(command, cwd=ROOT, env=env, check=False)
+    if completed.returncode != 0:
+        _say(f"failed with exit code {completed.returncode}: {' '.join(command)}")
+        sys.exit(completed.returncode)
+
+
+def _install_fingerprint() -> str:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()
+
+
+def ensure_environment() -> None:
+    """Create ``.venv`` and install zapnb with its notebook and test extras, once per pyproject change."""
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
+        sys.exit(f"zapnb needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
+    if not PYTHON.exists():
+        _say(f"creating a virtual environment in {VENV}")
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    fingerprint = _install_fingerprint()
+    if STAMP.exists() and STAMP.read_text() == fingerprint:
+        return
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    _run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip", env=env)
+    _run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test,bench]", env=env)
+    STAMP.write_text(fingerprint)
+
+
+def lab() -> None:
+    """Open JupyterLab on the tutorial notebook, with the embedded data directory under ``notebooks/``."""
+    env = {**os.environ, "ZAPNB_DATA_DIR": str(ROOT / "notebooks" / "zapnb-data")}
+    _run(BIN / "jupyter", "lab", f"--ServerApp.root_dir={ROOT / 'notebooks'}", TUTORIAL, env=env)
+
+
+def test(quick: bool, pytest_args: list[str]) -> None:
+    """Run ruff, mypy --strict, the unit tests and doctests, and the notebooks under nbval."""
+    _run(BIN / "ruff", "check", ".")
+    _run(BIN / "ruff", "format", "--check", ".")
+    _run(BIN / "mypy")
+    marker = ["-m", "not slow"] if quick else []
+    sanitize = ["--nbval-sanitize-with", "notebooks/sanitize.cfg"]
+    _run(PYTHON, "-m", "pytest", "--nbval", *sanitize, *marker, "tests", "zapnb", "notebooks", *pytest_args)
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in {"lab", "test"}:
+        sys.exit(__doc__)
+    pytest_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    ensure_environment()
+    if argv[0] == "lab":
+        lab()
+    else:
+        test(quick="--quick" in argv, pytest_args=pytest_args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

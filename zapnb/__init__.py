@@ -1,0 +1,105 @@
+"""zapnb: a typed, transactional, reactive document database for Python and Jupyter, embedded.
+
+Public names are imported lazily, so ``import zapnb`` stays cheap (Lance, IPython and anywidget load
+on first use).
+
+Examples
+--------
+>>> import zapnb
+>>> from zapnb import v
+>>> schema = zapnb.define_schema({"notes": zapnb.define_table({"text": v.string()})})
+>>> sorted(schema.tables)
+['notes']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from zapnb.errors import (
+    ArgumentValidationError,
+    ClosedError,
+    CorruptionError,
+    DocumentLimitError,
+    FormatVersionError,
+    InvalidFieldNameError,
+    InvalidIdError,
+    InvalidJsonError,
+    InvalidKeyError,
+    InvalidValueError,
+    LogTruncatedError,
+    NestedWriteError,
+    SchemaDefinitionError,
+    SchemaValidationError,
+    StorageIOError,
+    UsedAfterForkError,
+    ZapError,
+)
+
+if TYPE_CHECKING:
+    from zapnb.ids import Id
+    from zapnb.jsonvalues import decode_json, encode_json
+    from zapnb.schema import Schema, TableDefinition, define_schema, define_table
+    from zapnb.validators import v
+    from zapnb.values import MISSING, UNSET
+
+__version__ = "0.1.0.dev0"
+
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "v": ("zapnb.validators", "v"),
+    "Id": ("zapnb.ids", "Id"),
+    "decode_json": ("zapnb.jsonvalues", "decode_json"),
+    "encode_json": ("zapnb.jsonvalues", "encode_json"),
+    "Schema": ("zapnb.schema", "Schema"),
+    "TableDefinition": ("zapnb.schema", "TableDefinition"),
+    "define_schema": ("zapnb.schema", "define_schema"),
+    "define_table": ("zapnb.schema", "define_table"),
+    "MISSING": ("zapnb.values", "MISSING"),
+    "UNSET": ("zapnb.values", "UNSET"),
+}
+
+__all__ = [
+    "MISSING",
+    "UNSET",
+    "ArgumentValidationError",
+    "ClosedError",
+    "CorruptionError",
+    "DocumentLimitError",
+    "FormatVersionError",
+    "Id",
+    "InvalidFieldNameError",
+    "InvalidIdError",
+    "InvalidJsonError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "LogTruncatedError",
+    "NestedWriteError",
+    "Schema",
+    "SchemaDefinitionError",
+    "SchemaValidationError",
+    "StorageIOError",
+    "TableDefinition",
+    "UsedAfterForkError",
+    "ZapError",
+    "decode_json",
+    "define_schema",
+    "define_table",
+    "encode_json",
+    "v",
+]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'zapnb' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,289 @@
+"""The errors zapnb raises on purpose.
+
+Every one derives from :class:`ZapError`, carries the facts of the failure as attributes, and its message
+says what to do next. Code that wants to handle any zapnb failure catches ``ZapError``; code that wants one
+kind catches its subclass.
+
+Examples
+--------
+>>> import zapnb
+>>> try:
+...     zapnb.Id.decode("not-an-id")
+... except zapnb.ZapError as err:
+...     print(type(err).__name__)
+InvalidIdError
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ZapError(Exception):
+    """Root of every error zapnb raises on purpose."""
+
+
+# --- values, documents and schemas ---
+
+
+class InvalidValueError(ZapError):
+    """A value that zapnb cannot store: an unsupported Python type, a bad field name, a broken limit.
+
+    Attributes
+    ----------
+    path:
+        Where the value sits in the document, as ``.a.b[3]`` (empty for the document itself).
+    value:
+        The offending value (or a short description of it for very large values).
+    """
+
+    def __init__(self, message: str, *, path: str = "", value: Any = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.value = value
+
+
+class InvalidFieldNameError(InvalidValueError):
+    """A field name that breaks the naming rules: printable ASCII, 1 to 1024 characters, no leading ``$``."""
+
+
+class DocumentLimitError(InvalidValueError):
+    """A document over one of the per-document limits (size, nesting depth, array length, fields per object).
+
+    Attributes
+    ----------
+    limit:
+        Which limit: ``"size"``, ``"depth"``, ``"array_length"`` or ``"fields"``.
+    maximum:
+        The limit's value.
+    actual:
+        What the document has.
+    """
+
+    def __init__(self, message: str, *, limit: str, maximum: int, actual: int, path: str = "") -> None:
+        super().__init__(message, path=path, value=None)
+        self.limit = limit
+        self.maximum = maximum
+        self.actual = actual
+
+
+class InvalidIdError(ZapError):
+    """A string that is not a valid document ID: bad characters, a bad length or a wrong checksum.
+
+    Attributes
+    ----------
+    value:
+        The string that failed to decode.
+    reason:
+        Why it failed.
+    """
+
+    def __init__(self, message: str, *, value: str, reason: str) -> None:
+        super().__init__(message)
+        self.value = value
+        self.reason = reason
+
+
+class SchemaDefinitionError(ZapError):
+    """A schema that cannot be deployed: a reserved or invalid name, a duplicate or conflicting index."""
+
+
+class SchemaValidationError(ZapError):
+    """A document (or value) that does not match its table's validators.
+
+    Attributes
+    ----------
+    table:
+        The table written to (``None`` outside a table, for example when checking function arguments).
+    path:
+        The path of the failing value, as ``.a.b[3]``.
+    value:
+        The failing value.
+    validator:
+        The validator it failed, as source text such as ``v.string()``.
+    """
+
+    def __init__(self, message: str, *, table: str | None, path: str, value: Any, validator: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.path = path
+        self.value = value
+        self.validator = validator
+
+
+class ArgumentValidationError(ZapError):
+    """Arguments to a query or mutation function that do not match its ``args`` validators.
+
+    Attributes
+    ----------
+    function:
+        The function's name.
+    path, value, validator:
+        As for :class:`SchemaValidationError`.
+    """
+
+    def __init__(self, message: str, *, function: str, path: str, value: Any, validator: str) -> None:
+        super().__init__(message)
+        self.function = function
+        self.path = path
+        self.value = value
+        self.validator = validator
+
+
+class InvalidJsonError(ZapError):
+    """Text that is not zapnb's (or Convex's) JSON encoding of a value.
+
+    Attributes
+    ----------
+    text:
+        The offending JSON text, or its first 200 characters.
+    """
+
+    def __init__(self, message: str, *, text: str) -> None:
+        super().__init__(message)
+        self.text = text[:200]
+
+
+# --- storage ---
+
+
+class CorruptionError(ZapError):
+    """Damaged data found where zapnb relies on it: never silently skipped.
+
+    Attributes
+    ----------
+    file:
+        The damaged file.
+    offset:
+        The byte offset of the damage in that file.
+    """
+
+    def __init__(self, message: str, *, file: str, offset: int) -> None:
+        super().__init__(message)
+        self.file = file
+        self.offset = offset
+
+
+# --- index keys (zapnb.keys) --------------------------------------------------------------------------------
+
+
+class InvalidKeyError(ZapError):
+    """Bytes that are not a zapnb index key (see ``zapnb.keys``): cut short, an unknown tag, bad UTF-8.
+
+    Attributes
+    ----------
+    data:
+        The bytes that failed to decode (at most their first 200).
+    offset:
+        Where in ``data`` decoding failed.
+    """
+
+    def __init__(self, message: str, *, data: bytes, offset: int) -> None:
+        super().__init__(message)
+        self.data = data[:200]
+        self.offset = offset
+
+
+# --- commit log (zapnb.log) ---------------------------------------------------------------------------------
+
+
+class FormatVersionError(ZapError):
+    """A file written in an on-disk format version that this zapnb does not read.
+
+    Attributes
+    ----------
+    file:
+        The file.
+    found:
+        The format version written in it.
+    supported:
+        The format version this zapnb reads and writes.
+    """
+
+    def __init__(self, message: str, *, file: str, found: int, supported: int) -> None:
+        super().__init__(message)
+        self.file = file
+        self.found = found
+        self.supported = supported
+
+
+class LogTruncatedError(ZapError):
+    """Log records asked for that a checkpoint has already removed from the log.
+
+    Attributes
+    ----------
+    requested:
+        The first log position (LSN) asked for.
+    first_available:
+        The lowest LSN still in the log.
+    """
+
+    def __init__(self, message: str, *, requested: int, first_available: int) -> None:
+        super().__init__(message)
+        self.requested = requested
+        self.first_available = first_available
+
+
+class UsedAfterForkError(ZapError):
+    """An object opened by one process, used in a child made with ``os.fork()`` (it shares its file locks).
+
+    Attributes
+    ----------
+    owner_pid:
+        The process that opened it.
+    pid:
+        The process that tried to use it.
+    """
+
+    def __init__(self, message: str, *, owner_pid: int, pid: int) -> None:
+        super().__init__(message)
+        self.owner_pid = owner_pid
+        self.pid = pid
+
+
+class StorageIOError(ZapError):
+    """A write, read or sync that the operating system refused (disk full, I/O error, permissions).
+
+    Attributes
+    ----------
+    path:
+        The file or directory.
+    operation:
+        What zapnb was doing: ``"write"``, ``"fsync"``, ``"truncate"``, ``"create"``...
+    errno:
+        The operating system's error number (``errno.ENOSPC`` for a full disk).
+    """
+
+    def __init__(self, message: str, *, path: str, operation: str, errno: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.operation = operation
+        self.errno = errno
+
+
+class ClosedError(ZapError):
+    """Something used after its ``close()``.
+
+    Attributes
+    ----------
+    resource:
+        What was closed, for example ``"commit log /data/log"``.
+    """
+
+    def __init__(self, message: str, *, resource: str) -> None:
+        super().__init__(message)
+        self.resource = resource
+
+
+class NestedWriteError(ZapError):
+    """A log write started inside a ``log.writer()`` block of the same thread (it would wait for itself).
+
+    Attributes
+    ----------
+    operation:
+        The call that was refused, for example ``"append"``.
+    """
+
+    def __init__(self, message: str, *, operation: str) -> None:
+        super().__init__(message)
+        self.operation = operation
