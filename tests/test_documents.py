@@ -33,7 +33,7 @@ from zapnb.documents import (
 from zapnb.errors import DocumentLimitError, InvalidFieldNameError, InvalidValueError, ZapError
 from zapnb.ids import Id
 
-FIXTURE = Path("/work/shared/fixtures/convex-snapshot-anouk")
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "convex-snapshot-anouk"
 AN_ID = "kd70hswas0vt0z9b7kxmmcwcd97ed1rj"
 
 

@@ -24,7 +24,7 @@ from zapnb.ids import (
     new_ids,
 )
 
-FIXTURE = Path("/work/shared/fixtures/convex-snapshot-anouk")
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "convex-snapshot-anouk"
 FOREIGN_KEYS = {"sentenceId": "sentences", "exerciseId": "exercises", "profileId": "profiles"}
 VALID_LENGTHS = {31, 32, 34, 36, 37}
 # Table numbers whose VInt takes 1, 2, 3, 4 and 5 bytes, at both ends of each width.

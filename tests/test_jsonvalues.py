@@ -18,7 +18,7 @@ from zapnb.ids import Id
 from zapnb.jsonvalues import decode_json, encode_json, encode_json_line
 from zapnb.values import MISSING, UNSET, canonical_float
 
-FIXTURE = Path("/work/shared/fixtures/convex-snapshot-anouk")
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "convex-snapshot-anouk"
 NAN = float("nan")
 NEG_NAN = -float("nan")
 INF = float("inf")
