@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING, Any
 from zapnb.errors import (
     ArgumentValidationError,
     ClosedError,
+    ConflictError,
     CorruptionError,
+    DeployValidationError,
     DocumentLimitError,
     FormatVersionError,
+    IndexConsistencyError,
     InvalidFieldNameError,
     InvalidIdError,
     InvalidJsonError,
@@ -30,17 +33,22 @@ from zapnb.errors import (
     InvalidValueError,
     LogTruncatedError,
     NestedWriteError,
+    NonexistentDocumentError,
     SchemaDefinitionError,
     SchemaValidationError,
     StorageIOError,
     UsedAfterForkError,
     ZapError,
+    ZapWarning,
 )
 
 if TYPE_CHECKING:
+    from zapnb.db import Database, connect
+    from zapnb.deploy import DeployReport
     from zapnb.ids import Id
     from zapnb.jsonvalues import decode_json, encode_json
     from zapnb.schema import Schema, TableDefinition, define_schema, define_table
+    from zapnb.transaction import Transaction
     from zapnb.validators import v
     from zapnb.values import MISSING, UNSET
 
@@ -48,6 +56,10 @@ __version__ = "0.1.0.dev0"
 
 _LAZY: dict[str, tuple[str, str | None]] = {
     "v": ("zapnb.validators", "v"),
+    "connect": ("zapnb.db", "connect"),
+    "Database": ("zapnb.db", "Database"),
+    "DeployReport": ("zapnb.deploy", "DeployReport"),
+    "Transaction": ("zapnb.transaction", "Transaction"),
     "Id": ("zapnb.ids", "Id"),
     "decode_json": ("zapnb.jsonvalues", "decode_json"),
     "encode_json": ("zapnb.jsonvalues", "encode_json"),
@@ -64,10 +76,15 @@ __all__ = [
     "UNSET",
     "ArgumentValidationError",
     "ClosedError",
+    "ConflictError",
     "CorruptionError",
+    "Database",
+    "DeployReport",
+    "DeployValidationError",
     "DocumentLimitError",
     "FormatVersionError",
     "Id",
+    "IndexConsistencyError",
     "InvalidFieldNameError",
     "InvalidIdError",
     "InvalidJsonError",
@@ -75,13 +92,17 @@ __all__ = [
     "InvalidValueError",
     "LogTruncatedError",
     "NestedWriteError",
+    "NonexistentDocumentError",
     "Schema",
     "SchemaDefinitionError",
     "SchemaValidationError",
     "StorageIOError",
     "TableDefinition",
+    "Transaction",
     "UsedAfterForkError",
     "ZapError",
+    "ZapWarning",
+    "connect",
     "decode_json",
     "define_schema",
     "define_table",

@@ -287,3 +287,102 @@ class NestedWriteError(ZapError):
     def __init__(self, message: str, *, operation: str) -> None:
         super().__init__(message)
         self.operation = operation
+
+
+# --- transactions ---
+
+
+class ConflictError(ZapError):
+    """A transaction that read something another commit changed before it could commit.
+
+    Serializable isolation refuses to commit it; a ``@zapnb.mutation`` is re-run automatically first, so this
+    reaches you only after the retries ran out (or from a ``db.transaction()`` block, which is not re-run).
+
+    Attributes
+    ----------
+    attempts:
+        How many times the transaction ran.
+    table:
+        A table whose change caused the conflict (``None`` for a schema change).
+    """
+
+    def __init__(self, message: str, *, attempts: int, table: str | None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.table = table
+
+
+class NonexistentDocumentError(ZapError):
+    """A patch, replace or delete of a document that does not exist (or no longer does).
+
+    Attributes
+    ----------
+    id:
+        The document ID written to.
+    """
+
+    def __init__(self, message: str, *, id: str) -> None:
+        super().__init__(message)
+        self.id = id
+
+
+class DeployValidationError(SchemaValidationError):
+    """A deploy refused because an existing document does not match the new schema (the old one stays active).
+
+    Attributes
+    ----------
+    document_id:
+        The first document found that does not match.
+    table, path, value, validator:
+        As for :class:`SchemaValidationError`, for that document.
+    """
+
+    def __init__(self, message: str, *, document_id: str, cause: SchemaValidationError) -> None:
+        super().__init__(
+            message, table=cause.table, path=cause.path, value=cause.value, validator=cause.validator
+        )
+        self.document_id = document_id
+
+
+# --- indexes (zapnb.index) ----------------------------------------------------------------------------------
+
+
+class IndexConsistencyError(ZapError):
+    """An index asked for something its own state contradicts, so it refuses instead of going wrong silently.
+
+    For example: removing a key it does not hold, adding a key it already holds, a commit older than one it
+    has applied, a read at a snapshot older than its base, duplicate keys in a build, or a merge told that a
+    live document has no row in the new table base. It means a bug or a damaged data directory; reopening
+    rebuilds the in-memory indexes from the last checkpoint and the commit log.
+
+    Attributes
+    ----------
+    index:
+        The index's name (its file name for a loaded one; may be empty for an unnamed one).
+    problem:
+        What was contradicted, in a few words.
+    lsn:
+        The commit or snapshot LSN involved, if any.
+    key:
+        The index key involved, if any.
+    """
+
+    def __init__(self, message: str, *, index: str, problem: str, lsn: int | None, key: bytes | None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.problem = problem
+        self.lsn = lsn
+        self.key = key
+
+
+# --- warnings (zapnb.storage) -------------------------------------------------------------------------------
+
+
+class ZapWarning(ZapError, UserWarning):  # noqa: N818 (a warning: raised only when warnings are errors)
+    """Something zapnb recovered from on its own, which its user should still know about (a warning).
+
+    For example a damaged newest Lance version of a table (a manifest left empty by a hard stop of the
+    machine), read past by falling back to the version before it and replaying more of the commit log.
+    Filter it with ``warnings.filterwarnings("ignore", category=zapnb.errors.ZapWarning)``; turn it into an
+    error with ``"error"`` to stop at the first one instead (it is then raised, as a ``ZapError``).
+    """

@@ -1,0 +1,118 @@
+"""Checkpoints: tables written to Lance and mapped base files, reopened exactly, the log kept short."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+from typing import Any
+
+import lance
+import pytest
+
+import zapnb
+from zapnb import v
+from zapnb.engine import Engine
+from zapnb.storage import table_versions
+
+SCHEMA = zapnb.define_schema(
+    {
+        "notes": zapnb.define_table(
+            {"text": v.string(), "n": v.optional(v.number()), "meta": v.optional(v.any())}
+        ).index("by_text", ["text"])
+    }
+)
+
+
+def _contents(db: zapnb.Database, table: str) -> list[dict[str, Any]]:
+    snapshot = db._engine.snapshot()
+    return [dict(d) for d in snapshot.tables[table].documents(snapshot.lsn)]
+
+
+def _by_text(db: zapnb.Database) -> list[str]:
+    snapshot = db._engine.snapshot()
+    return [d["text"] for d in snapshot.tables["notes"].scan("by_text", None, None, snapshot.lsn)]
+
+
+def test_checkpoints_reopen_exactly_across_inserts_patches_and_deletes(tmp_path: Path) -> None:
+    with zapnb.connect(tmp_path) as db:
+        db.deploy(SCHEMA, progress=False)
+        ids = db.insert_many("notes", [{"text": f"t{i:02d}", "n": i, "meta": {"i": [i]}} for i in range(30)])
+        db.insert("loose", {"anything": [1, "two", 3.0]})
+        assert db._engine.checkpoint()
+        db.patch(ids[0], {"text": "zz", "n": -0.0})
+        db.delete(ids[1])
+        db.insert("notes", {"text": "new"})
+        assert db._engine.checkpoint()  # an incremental base: kept rows, then the rows written since
+        db.patch(ids[2], {"meta": zapnb.UNSET})
+        expected_notes, expected_loose, expected_order = (
+            _contents(db, "notes"),
+            _contents(db, "loose"),
+            _by_text(db),
+        )
+    with zapnb.connect(tmp_path) as db:
+        assert _contents(db, "notes") == expected_notes
+        assert _contents(db, "loose") == expected_loose
+        assert _by_text(db) == expected_order
+        assert expected_order[-2:] == ["t29", "zz"]
+        assert db.get(ids[1]) is None
+        assert "meta" not in db.get(ids[2])  # type: ignore[operator]
+
+
+def test_a_checkpoint_is_a_lance_version_carrying_its_lsn(tmp_path: Path) -> None:
+    with zapnb.connect(tmp_path) as db:
+        db.deploy(SCHEMA, progress=False)
+        db.insert_many("notes", [{"text": "a", "n": 1.0}, {"text": "b"}])
+        db._engine.checkpoint()
+        lsn = db._engine.snapshot().lsn
+    versions = table_versions(tmp_path, "notes")
+    assert versions[-1].lsn == lsn
+    table = lance.dataset(str(tmp_path / "tables" / "notes.lance")).to_table()
+    assert table.column_names[:4] == ["_id", "_creationTime", "text", "n"]
+    assert sorted(table.column("text").to_pylist()) == ["a", "b"]
+
+
+def test_the_log_keeps_only_one_checkpoint_of_history(tmp_path: Path) -> None:
+    with zapnb.Database(Engine.open(tmp_path, segment_size=4096)) as db:
+        for round_ in range(3):
+            db.insert_many("t", [{"n": n, "pad": "x" * 100} for n in range(100)])
+            db._engine.checkpoint()
+            if round_ == 0:
+                first = db._engine.snapshot().lsn
+        assert db._engine.log.first_lsn() > first
+
+
+def test_another_processes_checkpoint_is_picked_up(tmp_path: Path) -> None:
+    with zapnb.connect(tmp_path) as db:
+        note = db.insert("t", {"n": 1})
+        context = multiprocessing.get_context("spawn")
+        child = context.Process(target=_write_and_checkpoint, args=(str(tmp_path),))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        deadline = time.monotonic() + 5
+        while db._engine._checkpoint_lsn == 0:
+            assert time.monotonic() < deadline, "the other process's checkpoint was not picked up"
+            time.sleep(0.05)
+        assert db.get(note)["n"] == 2  # type: ignore[index]
+        db.patch(note, {"n": 3})
+    with zapnb.connect(tmp_path) as db:
+        assert db.get(note)["n"] == 3  # type: ignore[index]
+
+
+def _write_and_checkpoint(path: str) -> None:
+    with zapnb.connect(path) as db:
+        snapshot = db._engine.snapshot()
+        (doc_id,) = [str(d["_id"]) for d in snapshot.tables["t"].documents(snapshot.lsn)]
+        db.patch(doc_id, {"n": 2})
+        db._engine.checkpoint()
+
+
+@pytest.mark.parametrize("count", [0, 1, 5000])
+def test_counts_come_from_the_index(tmp_path: Path, count: int) -> None:
+    with zapnb.connect(tmp_path) as db:
+        db.insert_many("t", [{"n": n} for n in range(count)] or [{"n": 0}])
+        db._engine.checkpoint()
+        db.insert("t", {"n": -1})
+        snapshot = db._engine.snapshot()
+        assert snapshot.tables["t"].count(snapshot.lsn) == max(count, 1) + 1

@@ -1,0 +1,160 @@
+"""What a commit record holds, and its bytes in the commit log.
+
+Responsibilities: the one description of a committed change that every layer shares. The log stores it;
+replay and other processes decode it; table state applies it; the conflict check and (later) subscriptions and
+monitoring read the :class:`ChangeSet` that applying it yields.
+
+Records are zapnb JSON (:mod:`zapnb.jsonvalues`), so every value round-trips exactly. Two kinds:
+
+- a commit: the wall-clock time and the written documents (a deleted document is written as ``None``);
+- a deploy: the schema that became active and the table numbers.
+
+Examples
+--------
+>>> from zapnb.changes import Commit, Write, decode_record, encode_record
+>>> record = Commit(time=1.5, writes=(Write("notes", "id1", {"_id": "id1", "_creationTime": 1.0, "x": 1}),))
+>>> decode_record(encode_record(record)) == record
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from zapnb.errors import CorruptionError, InvalidJsonError
+from zapnb.jsonvalues import decode_json, encode_json
+
+__all__ = [
+    "Change",
+    "ChangeSet",
+    "Commit",
+    "Deploy",
+    "ReadRange",
+    "Record",
+    "Write",
+    "decode_record",
+    "encode_record",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One document written by a commit: its new content, or ``None`` when it was deleted."""
+
+    table: str
+    id: str
+    doc: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """A committed transaction's writes, in the order they were made, and the tables it created.
+
+    ``tables`` maps each table this commit created (by writing to a table with no number yet) to its
+    number.
+    """
+
+    time: float
+    writes: tuple[Write, ...]
+    tables: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    """A schema becoming active: its JSON description (``None`` for no schema) and every table's number."""
+
+    time: float
+    schema: Mapping[str, Any] | None
+    tables: Mapping[str, int]
+
+
+Record = Commit | Deploy
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What applying one :class:`Write` did: the document before and after, and its keys in every index.
+
+    ``touched`` lists ``(index, key)`` for the document's old and new key in every index of its table (a key
+    that did not change appears once): a read of an index range that holds any of them saw this document, so
+    its result may have changed. Index maintenance itself only needs the keys that moved.
+    """
+
+    table: str
+    id: str
+    old: Mapping[str, Any] | None
+    new: Mapping[str, Any] | None
+    touched: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRange:
+    """A range ``[lo, hi)`` of one index that a transaction read (``None`` is unbounded)."""
+
+    table: str
+    index: str
+    lo: bytes | None
+    hi: bytes | None
+
+    def contains(self, key: bytes) -> bool:
+        """Whether ``key`` falls in the range."""
+        return (self.lo is None or key >= self.lo) and (self.hi is None or key < self.hi)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """Everything one commit changed, as applied at ``lsn``: what conflict checks and watchers look at."""
+
+    lsn: int
+    time: float
+    changes: tuple[Change, ...]
+
+    def touches(self, reads: Iterable[ReadRange]) -> ReadRange | None:
+        """The first read range that an old or new index key of this commit falls in, or ``None``."""
+        ranges = list(reads)
+        for change in self.changes:
+            for index, key in change.touched:
+                for read in ranges:
+                    if read.table == change.table and read.index == index and read.contains(key):
+                        return read
+        return None
+
+
+def encode_record(record: Record) -> bytes:
+    """The bytes of a record, for :meth:`zapnb.log.CommitLog.append`."""
+    if isinstance(record, Commit):
+        body: dict[str, Any] = {
+            "kind": "commit",
+            "time": record.time,
+            "writes": [[w.table, w.id, w.doc] for w in record.writes],
+            "tables": dict(record.tables),
+        }
+    else:
+        body = {"kind": "deploy", "time": record.time, "schema": record.schema, "tables": dict(record.tables)}
+    return encode_json(body).encode()
+
+
+def decode_record(payload: bytes, *, lsn: int = 0) -> Record:
+    """The record a payload holds; a payload that is not one raises :class:`~zapnb.errors.CorruptionError`."""
+    try:
+        body = decode_json(payload)
+        kind = body["kind"]
+        if kind == "commit":
+            writes = tuple(Write(table, id_, doc) for table, id_, doc in body["writes"])
+            return Commit(time=float(body["time"]), writes=writes, tables=dict(body["tables"]))
+        if kind == "deploy":
+            return Deploy(time=float(body["time"]), schema=body["schema"], tables=dict(body["tables"]))
+    except (InvalidJsonError, KeyError, TypeError, ValueError) as err:
+        raise _bad_record(lsn, str(err)) from err
+    raise _bad_record(lsn, f"unknown record kind {kind!r}")
+
+
+def _bad_record(lsn: int, why: str) -> CorruptionError:
+    return CorruptionError(
+        f"Commit log record {lsn} passed its checksum but is not a zapnb record ({why}). It was written by "
+        "another program or a newer zapnb; open the data directory with the zapnb version that wrote it.",
+        file=f"commit log record {lsn}",
+        offset=0,
+    )

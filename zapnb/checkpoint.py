@@ -1,0 +1,242 @@
+"""Checkpoints: the tables as of one LSN, written so that opening is a memory map and the log can shrink.
+
+Responsibilities:
+
+- write a checkpoint of the tables changed since the last one: per table an Arrow IPC base file, the
+  index base arrays and a Lance version (the table of record, carrying the LSN), then ``checkpoint.json``
+  naming them, replaced atomically;
+- load a checkpoint into :class:`~zapnb.tablestate.TableState` objects (memory maps, no scans) and carry the
+  versions applied since over to them.
+
+A table's new base is its old base without the rows rewritten since, followed by the documents written since
+(columnar: an Arrow filter and concatenation, no per-row Python), and each index is merged the same way
+(:meth:`zapnb.index.IndexData.merged`). Only one process checkpoints at a time (a non-blocking ``flock`` on
+``checkpoint.lock``); every process, this one included, then loads the new files and swaps its states.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from zapnb.changes import Write
+from zapnb.errors import CorruptionError
+from zapnb.index import IndexData, IndexSpec, positions_from
+from zapnb.layout import Layout
+from zapnb.schema import Schema, TableDefinition
+from zapnb.storage import BaseFile, atomic_write_bytes, fsync_tree, read_base, write_base, write_table_version
+from zapnb.tablestate import TableState
+
+__all__ = ["CHECKPOINT_FILE", "CheckpointInfo", "carry_over", "load_table", "read_info", "write_checkpoint"]
+
+CHECKPOINT_FILE = "checkpoint.json"
+LOCK_FILE = "checkpoint.lock"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What ``checkpoint.json`` says: the LSN, the one before, the catalog then, and each table's files."""
+
+    lsn: int
+    previous_lsn: int
+    schema: Mapping[str, Any] | None
+    numbers: Mapping[str, int]
+    tables: Mapping[str, Mapping[str, Any]]
+
+    def to_json(self) -> bytes:
+        """The file's bytes."""
+        body = {
+            "format": 1,
+            "lsn": self.lsn,
+            "previous_lsn": self.previous_lsn,
+            "schema": self.schema,
+            "numbers": dict(self.numbers),
+            "tables": {name: dict(files) for name, files in self.tables.items()},
+        }
+        return json.dumps(body).encode()
+
+
+def read_info(root: Path) -> CheckpointInfo | None:
+    """The last checkpoint's description, or ``None`` if the directory has never been checkpointed."""
+    path = root / CHECKPOINT_FILE
+    try:
+        body = json.loads(path.read_bytes())
+        return CheckpointInfo(
+            lsn=int(body["lsn"]),
+            previous_lsn=int(body["previous_lsn"]),
+            schema=body["schema"],
+            numbers=dict(body["numbers"]),
+            tables=dict(body["tables"]),
+        )
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as err:
+        raise CorruptionError(
+            f"{path} is damaged ({err}). Restore the data directory from a backup.", file=str(path), offset=0
+        ) from err
+
+
+@contextmanager
+def checkpoint_lock(root: Path) -> Iterator[bool]:
+    """Hold the checkpoint lock if nobody else does; yields whether it was taken."""
+    descriptor = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(descriptor)
+
+
+# --- loading ------------------------------------------------------------------------------------------------
+
+
+def load_table(
+    root: Path, name: str, entry: Mapping[str, Any], definition: TableDefinition | None
+) -> TableState:
+    """A table's state as a checkpoint left it: its base mapped, its indexes loaded, at the entry's LSN."""
+    layout = Layout.for_table(definition, table=name)
+    base = read_base(root / entry["base"]["path"], expected=BaseFile.from_json(entry["base"]))
+    indexes: dict[str, tuple[IndexSpec, IndexData]] = {}
+    for index_name, index in entry["indexes"].items():
+        spec = IndexSpec(index_name, tuple(index["fields"]), index["kind"])
+        indexes[index_name] = (spec, IndexData.load(root / "indexes", index["file"]))
+    state = TableState(
+        name=name,
+        number=int(entry["number"]),
+        indexes=indexes,
+        base_lsn=int(entry["lsn"]),
+        base_rows=base.num_rows,
+        read_row=layout.row_reader(base),
+    )
+    state.base = base
+    return state
+
+
+def carry_over(old: TableState, new: TableState) -> TableState:
+    """Apply to ``new`` (a state loaded at its base LSN) every version ``old`` applied after that LSN."""
+    versions = sorted(
+        (lsn, doc_id, doc)
+        for doc_id, history in old.overlay.items()
+        for lsn, doc in history
+        if lsn > new.base_lsn
+    )
+    for lsn, doc_id, doc in versions:
+        new.apply(lsn, Write(old.name, doc_id, doc))
+    return new
+
+
+# --- writing ------------------------------------------------------------------------------------------------
+
+
+def write_checkpoint(
+    root: Path, lsn: int, tables: Mapping[str, TableState], schema: Schema | None, numbers: Mapping[str, int]
+) -> CheckpointInfo | None:
+    """Checkpoint every table changed since its base, as of ``lsn`` (all states must have applied ``lsn``).
+
+    Returns the new checkpoint, or ``None`` if another process is checkpointing right now or the last
+    checkpoint is already as new.
+    """
+    with checkpoint_lock(root) as taken:
+        previous = read_info(root) if taken else None
+        if not taken or (previous is not None and previous.lsn >= lsn):
+            return None
+        entries = dict(previous.tables) if previous is not None else {}
+        for name, state in tables.items():
+            if state.changed_since_base() or name not in entries:
+                definition = None if schema is None else schema.tables.get(name)
+                entries[name] = write_table(root, state, definition, lsn)
+        info = CheckpointInfo(
+            lsn=lsn,
+            previous_lsn=0 if previous is None else previous.lsn,
+            schema=None if schema is None else schema.to_json(),
+            numbers=dict(numbers),
+            tables=entries,
+        )
+        atomic_write_bytes(root / CHECKPOINT_FILE, info.to_json())
+        return info
+
+
+def write_table(
+    root: Path, state: TableState, definition: TableDefinition | None, lsn: int
+) -> dict[str, Any]:
+    """Write one table as of ``lsn`` (base file, index files, Lance version); return its checkpoint entry."""
+    layout = Layout.for_table(definition, table=state.name)
+    table, old_to_new, new_rows = _new_base(state, layout, lsn)
+    base = write_base(root / "base" / f"{state.name}-{lsn}.arrow", table)
+    indexes = {}
+    if not (root / "indexes").exists():
+        (root / "indexes").mkdir()
+        fsync_tree([root / "indexes"])
+    positions = positions_from(old_to_new, new_rows)
+    for index_name, (spec, data) in state.indexes.items():
+        file_name = f"{state.name}-{lsn}-{index_name}"
+        data.merged(lsn, positions).save(root / "indexes", file_name)
+        indexes[index_name] = {"fields": list(spec.fields), "kind": spec.kind, "file": file_name}
+    version = write_table_version(root, state.name, table, lsn=lsn)
+    base_json = base.to_json()
+    base_json["path"] = str(Path(base.path).relative_to(root))
+    return {
+        "number": state.number,
+        "lsn": lsn,
+        "base": base_json,
+        "lance_version": version,
+        "indexes": indexes,
+    }
+
+
+def _new_base(
+    state: TableState, layout: Layout, lsn: int
+) -> tuple[pa.Table, np.ndarray[Any, Any], dict[str, int]]:
+    """The table at ``lsn`` as Arrow: the old base's surviving rows in order, then the rows written since.
+
+    Also returns, for each old base row, its new row (-1 if it was rewritten or deleted), and the new row of
+    each document written since.
+    """
+    latest = {doc_id: _latest(history, lsn) for doc_id, history in state.overlay.items()}
+    written = {doc_id: doc for doc_id, (seen, doc) in latest.items() if seen and doc is not None}
+    old_to_new = np.arange(state.base_rows, dtype=np.int64)
+    old_base = state.base
+    if old_base is not None and not old_base.schema.equals(layout.arrow_schema):
+        old_base = None  # the layout changed (a deploy): every row is rewritten below
+    if old_base is None:
+        old_to_new[:] = -1
+        docs = [state.read_row(row) for row in range(state.base_rows)]
+        docs = [doc for doc in docs if str(doc["_id"]) not in latest]
+        rows = docs + list(written.values())
+        return layout.to_arrow(rows), old_to_new, {str(d["_id"]): i for i, d in enumerate(rows)}
+    keep = np.ones(state.base_rows, dtype=bool)
+    moved: dict[int, str] = {}  # old base row -> the document now written after the kept rows (or deleted)
+    for doc_id, (seen, _doc) in latest.items():
+        position = state.base_position(doc_id) if seen else -1
+        if position >= 0:
+            keep[position] = False
+            moved[position] = doc_id
+    kept = int(keep.sum())
+    old_to_new[keep] = np.arange(kept, dtype=np.int64)
+    new_rows = {doc_id: kept + i for i, doc_id in enumerate(written)}
+    for position, doc_id in moved.items():
+        old_to_new[position] = new_rows.get(doc_id, -1)  # an index key that stayed now points at the new row
+    added = layout.to_arrow(list(written.values()))
+    table = pa.concat_tables([old_base.filter(pa.array(keep)), added])
+    return table, old_to_new, new_rows
+
+
+def _latest(history: list[tuple[int, Any]], lsn: int) -> tuple[bool, Any]:
+    """The newest version at or before ``lsn``: (whether there is one, the document or ``None``)."""
+    for version_lsn, doc in reversed(history):
+        if version_lsn <= lsn:
+            return True, doc
+    return False, None

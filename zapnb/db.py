@@ -1,0 +1,169 @@
+"""``zapnb.connect()`` and :class:`Database`, the object users hold.
+
+Responsibilities: the public entry points, each a thin call into a transaction or the engine. No business
+logic lives here: validation is in :mod:`zapnb.transaction`, commits in :mod:`zapnb.engine`, deploys in
+:mod:`zapnb.deploy`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from zapnb.deploy import DeployReport, deploy
+from zapnb.engine import Engine
+from zapnb.errors import ConflictError
+from zapnb.ids import Id
+from zapnb.schema import Schema
+from zapnb.transaction import Transaction
+from zapnb.validator_kinds import ObjectValidator, OptionalValidator
+
+__all__ = ["DEFAULT_DIRECTORY", "Database", "connect"]
+
+#: Where ``zapnb.connect()`` keeps the data when given no path and ``ZAPNB_DATA_DIR`` is not set:
+#: ``zapnb-data`` in the current working directory (beside the notebook, in Jupyter).
+DEFAULT_DIRECTORY = "zapnb-data"
+WRITE_ATTEMPTS = 5
+
+Durability = Literal["full", "process"]
+T = TypeVar("T")
+
+
+def connect(path: str | os.PathLike[str] | None = None, *, durability: Durability = "full") -> Database:
+    """Open the database in ``path`` (created if missing), recovering from any crash.
+
+    Parameters
+    ----------
+    path:
+        A data directory. Without one, ``$ZAPNB_DATA_DIR``, else ``./zapnb-data``.
+    durability:
+        ``"full"`` (default): a commit returns once it is on disk and survives a power cut.
+        ``"process"``: a commit returns once the operating system has it; it survives the process
+        crashing but not the machine losing power. Faster for bulk work you could redo.
+
+    Examples
+    --------
+    >>> import tempfile, zapnb
+    >>> with tempfile.TemporaryDirectory() as data, zapnb.connect(data) as db:
+    ...     note = db.insert("notes", {"text": "hello"})
+    ...     db.get(note)["text"]
+    'hello'
+    """
+    chosen = path if path is not None else os.environ.get("ZAPNB_DATA_DIR", DEFAULT_DIRECTORY)
+    return Database(Engine.open(Path(chosen), durability=durability))
+
+
+class Database:
+    """An open zapnb database. Thread-safe; use one per process (a forked child must connect again)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def path(self) -> Path:
+        """The data directory."""
+        return self._engine.path
+
+    @property
+    def schema(self) -> Schema | None:
+        """The active schema, or ``None`` before the first deploy."""
+        return self._engine.snapshot().catalog.schema
+
+    def deploy(self, schema: Schema, *, progress: bool = True) -> DeployReport:
+        """Make ``schema`` active: create tables, check existing documents, build and drop indexes.
+
+        If an existing document does not match, raises :class:`~zapnb.DeployValidationError` and the old
+        schema stays active. Long checks and index builds show a progress bar (``progress=False`` hides it).
+        """
+        return deploy(self._engine, schema, show_progress=progress)
+
+    def transaction(self) -> Transaction:
+        """A transaction: ``with db.transaction() as tx:`` commits at the end, or discards on an exception."""
+        return Transaction(self._engine)
+
+    # --- one-statement transactions -------------------------------------------------------------------------
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        """The document with this ID, or ``None``."""
+        return Transaction(self._engine).get(doc_id)
+
+    def normalize_id(self, table: str, text: str) -> Id | None:
+        """``text`` as an ID of ``table``, or ``None`` if it is not one."""
+        return Transaction(self._engine).normalize_id(table, text)
+
+    def insert(self, table: str, doc: Mapping[str, Any]) -> Id:
+        """Insert one document and return its ID (durable when this returns)."""
+        return self._write(lambda tx: tx.insert(table, doc))
+
+    def insert_many(self, table: str, rows: Any) -> list[Id]:
+        """Insert many documents in one transaction: a list of dicts, a Polars frame or an Arrow table."""
+        docs = self._rows(table, rows)
+        return self._write(lambda tx: tx.insert_many(table, docs))
+
+    def patch(self, doc_id: str, fields: Mapping[str, Any]) -> None:
+        """Shallow-merge ``fields`` into a document (``zapnb.UNSET`` removes a field)."""
+        self._write(lambda tx: tx.patch(doc_id, fields))
+
+    def replace(self, doc_id: str, doc: Mapping[str, Any]) -> None:
+        """Replace a document's fields, keeping ``_id`` and ``_creationTime``."""
+        self._write(lambda tx: tx.replace(doc_id, doc))
+
+    def delete(self, doc_id: str) -> None:
+        """Delete a document."""
+        self._write(lambda tx: tx.delete(doc_id))
+
+    def _write(self, operation: Callable[[Transaction], T]) -> T:
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            tx = Transaction(self._engine)
+            result = operation(tx)
+            try:
+                tx.commit()
+            except ConflictError as err:
+                if attempt == WRITE_ATTEMPTS:
+                    err.attempts = attempt
+                    raise
+                continue
+            return result
+        raise AssertionError("unreachable")
+
+    def _rows(self, table: str, rows: Any) -> Iterable[Mapping[str, Any]]:
+        if isinstance(rows, list):
+            return rows
+        module = type(rows).__module__.split(".")[0]
+        if module == "polars":
+            dicts: list[dict[str, Any]] = rows.to_dicts()
+        elif module == "pyarrow":
+            dicts = rows.to_pylist()
+        else:
+            return list(rows)
+        return [_drop_missing(d, self._optional_fields(table)) for d in dicts]
+
+    def _optional_fields(self, table: str) -> frozenset[str]:
+        schema = self.schema
+        definition = None if schema is None else schema.tables.get(table)
+        if definition is None or not isinstance(definition.document, ObjectValidator):
+            return frozenset()
+        return frozenset(name for name, v in definition.document.fields if isinstance(v, OptionalValidator))
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database (idempotent). Everything committed is already durable."""
+        self._engine.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._engine.closed else "open"
+        return f"<zapnb.Database {str(self.path)!r} ({state})>"
+
+
+def _drop_missing(row: dict[str, Any], optional: frozenset[str]) -> dict[str, Any]:
+    """A null in a column of an optional field means the field is missing."""
+    return {k: v for k, v in row.items() if not (v is None and k in optional)}

@@ -1,0 +1,130 @@
+"""Deploying a schema: compare with the active one, check existing documents, build indexes, report.
+
+Responsibilities: everything ``db.deploy(schema)`` does before and after the engine appends the deploy record.
+The check of existing documents runs inside the log's writer section, so no commit can slip in between the
+check and the switch; if a document fails, nothing is appended and the old schema stays active. New
+indexes are built by every process when it applies the deploy record (:func:`zapnb.engine.build_index`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from zapnb.engine import Engine
+from zapnb.errors import DeployValidationError, SchemaValidationError
+from zapnb.ids import FIRST_USER_TABLE_NUMBER
+from zapnb.progress import progress
+from zapnb.schema import Schema, TableDefinition
+
+__all__ = ["DeployReport", "deploy"]
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    """What a deploy changed.
+
+    Attributes
+    ----------
+    tables_created:
+        Tables that had no number before (new, empty tables).
+    indexes_created, indexes_removed:
+        Indexes as ``"table.index"``.
+    documents_checked:
+        Existing documents checked against the new validators.
+    seconds:
+        Time the deploy took, index builds included.
+    """
+
+    tables_created: tuple[str, ...]
+    indexes_created: tuple[str, ...]
+    indexes_removed: tuple[str, ...]
+    documents_checked: int
+    seconds: float
+
+    def __str__(self) -> str:
+        def listed(names: tuple[str, ...]) -> str:
+            return ", ".join(names) if names else "none"
+
+        return (
+            f"Deployed in {self.seconds:.2f} s: tables created: {listed(self.tables_created)}; "
+            f"indexes created: {listed(self.indexes_created)}; "
+            f"indexes removed: {listed(self.indexes_removed)}; "
+            f"{self.documents_checked} documents checked."
+        )
+
+
+def deploy(engine: Engine, schema: Schema, *, show_progress: bool = True) -> DeployReport:
+    """Make ``schema`` the active schema of ``engine``'s database (see :meth:`zapnb.Database.deploy`)."""
+    started = time.perf_counter()
+    checked = 0
+
+    def check() -> None:
+        nonlocal checked
+        old = engine.catalog.schema
+        if not schema.schema_validation:
+            return
+        for name, definition in schema.tables.items():
+            previous = None if old is None or not old.schema_validation else old.tables.get(name)
+            if previous is None or previous.document != definition.document:
+                checked += _check_table(engine, schema, name, show_progress)
+
+    old = engine.snapshot().catalog
+    numbers = dict(old.numbers)
+    created = []
+    for name in schema.tables:
+        if name not in numbers:
+            numbers[name] = max([*numbers.values(), FIRST_USER_TABLE_NUMBER - 1]) + 1
+            created.append(name)
+    engine.deploy_record(schema, numbers, check)
+    before = _index_names(old.schema)
+    after = _index_names(schema)
+    return DeployReport(
+        tables_created=tuple(created),
+        indexes_created=tuple(sorted(after - before)),
+        indexes_removed=tuple(sorted(before - after)),
+        documents_checked=checked,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _check_table(engine: Engine, schema: Schema, table: str, show_progress: bool) -> int:
+    snapshot = engine.snapshot()
+    state = snapshot.tables.get(table)
+    if state is None:
+        return 0
+    total = state.count(snapshot.lsn)
+    numbers = dict(snapshot.catalog.numbers)
+    checked = 0
+    with progress(total, f"checking {table}", enabled=show_progress) as bar:
+        for doc in state.documents(snapshot.lsn):
+            try:
+                schema.validate_document(table, dict(doc), ids=numbers)
+            except SchemaValidationError as err:
+                raise _deploy_error(table, str(doc["_id"]), err) from err
+            checked += 1
+            bar.update(1)
+    return checked
+
+
+def _deploy_error(table: str, doc_id: str, err: SchemaValidationError) -> DeployValidationError:
+    cause = str(err).split("does not match the schema: ", 1)[-1]
+    return DeployValidationError(
+        f'Schema validation failed.\nDocument with ID "{doc_id}" in table "{table}" does not match the '
+        f"schema: {cause}\nThe old schema is still active. Fix the document (or make the field v.optional) "
+        "and deploy again.",
+        document_id=doc_id,
+        cause=err,
+    )
+
+
+def _index_names(schema: Schema | None) -> set[str]:
+    if schema is None:
+        return set()
+    return {f"{table}.{index}" for table, d in schema.tables.items() for index in _names(d)}
+
+
+def _names(definition: TableDefinition) -> list[str]:
+    names = [i.name for i in definition.indexes]
+    names += [i.name for i in definition.search_indexes]
+    return names + [i.name for i in definition.vector_indexes]

@@ -1,0 +1,480 @@
+"""The storage engine's coordinator: one data directory, open in this process.
+
+Responsibilities:
+
+- open a data directory: check its format, open the commit log, load the last checkpoint and replay the log
+  after it (:mod:`zapnb.checkpoint`);
+- hand out snapshots (an LSN and the table states that answer reads at it);
+- commit: inside the log's cross-process writer section, catch up with every record appended since, check the
+  transaction's read set against the commits after its snapshot (serializable isolation), append;
+- apply every record, its own and other processes', in LSN order, read back from the log, and publish the
+  :class:`~zapnb.changes.ChangeSet` of each to listeners (the conflict check, watched queries);
+- watch the log for other processes' commits, so they become visible within a few tens of milliseconds.
+
+It holds no business logic of its own: table state, index keys, record formats and checkpoints live in their
+modules. See ``docs/design-storage.md``.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from zapnb import checkpoint as checkpoints
+from zapnb.changes import ChangeSet, Commit, Deploy, ReadRange, Record, Write, decode_record, encode_record
+from zapnb.errors import (
+    ClosedError,
+    ConflictError,
+    CorruptionError,
+    FormatVersionError,
+    LogTruncatedError,
+    UsedAfterForkError,
+)
+from zapnb.ids import FIRST_USER_TABLE_NUMBER
+from zapnb.index import IndexData, IndexSpec
+from zapnb.log import DEFAULT_SEGMENT_SIZE, CommitLog, LogRecord
+from zapnb.schema import Schema
+from zapnb.tablestate import TableState
+
+__all__ = ["FORMAT_VERSION", "Catalog", "Engine", "Snapshot"]
+
+FORMAT_VERSION = 1
+MARKER = "zapnb.json"
+RECENT_COMMITS = 50_000  # change sets kept for conflict checks; an older snapshot conflicts conservatively
+WATCH_INTERVAL = 0.02
+CHECKPOINT_WRITES = 50_000  # checkpoint once this many document writes are held in memory...
+CHECKPOINT_SECONDS = 60.0  # ...or this long after the first write since the last checkpoint
+
+Durability = Literal["full", "process"]
+Listener = Callable[[ChangeSet], None]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The active schema (``None`` before the first deploy) and every table's number."""
+
+    schema: Schema | None = None
+    numbers: Mapping[str, int] = field(default_factory=dict)
+
+    def next_number(self) -> int:
+        """The number the next new table gets."""
+        return max(self.numbers.values(), default=FIRST_USER_TABLE_NUMBER - 1) + 1
+
+    def table_name(self, number: int) -> str | None:
+        """The table with this number, if any."""
+        for name, n in self.numbers.items():
+            if n == number:
+                return name
+        return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent view of the database at one commit: reads at ``lsn`` see exactly the commits up to it."""
+
+    lsn: int
+    tables: Mapping[str, TableState]
+    catalog: Catalog
+
+
+def system_indexes() -> dict[str, tuple[IndexSpec, IndexData]]:
+    """Fresh, empty ``by_id`` and ``by_creation_time`` indexes."""
+    specs = (IndexSpec.by_id(), IndexSpec.by_creation_time())
+    return {spec.name: (spec, IndexData.build([], [], lsn=0)) for spec in specs}
+
+
+class Engine:
+    """One open data directory. Thread-safe; not fork-safe (a forked child must open its own)."""
+
+    def __init__(self, path: Path, log: CommitLog) -> None:
+        self.path = path
+        self.log = log
+        self._pid = os.getpid()
+        self._apply_lock = threading.RLock()
+        self._applied = 0
+        self._tables: dict[str, TableState] = {}
+        self._catalog = Catalog()
+        self._snapshot = Snapshot(0, {}, self._catalog)
+        self._recent: collections.deque[ChangeSet] = collections.deque(maxlen=RECENT_COMMITS)
+        self._deploys: list[int] = []
+        self._listeners: list[Listener] = []
+        self._last_time = 0.0
+        self._time_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._checkpoint_lsn = 0
+        self._writes_since_checkpoint = 0
+        self._first_write_at: float | None = None
+        self._checkpoint_mutex = threading.Lock()
+
+    # --- opening and closing --------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, durability: Durability = "full", segment_size: int | None = None
+    ) -> Engine:
+        """Open (creating if needed) the data directory at ``path`` and bring it up to date.
+
+        ``segment_size`` sets the size at which the log starts a new segment file (tests use small ones).
+        """
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        _check_format(root)
+        size = DEFAULT_SEGMENT_SIZE if segment_size is None else segment_size
+        engine = cls(root, CommitLog.open(root, durability=durability, segment_size=size))
+        try:
+            engine._load_checkpoint()
+            engine.catch_up()
+        except BaseException:
+            engine.log.close()
+            raise
+        engine._watcher = threading.Thread(target=engine._watch, name="zapnb-log-watcher", daemon=True)
+        engine._watcher.start()
+        return engine
+
+    def close(self) -> None:
+        """Stop watching and close the log. Idempotent."""
+        if self._closed.is_set():
+            return
+        try:
+            if os.getpid() == self._pid and self._writes_since_checkpoint:
+                self.checkpoint()
+        finally:
+            self._closed.set()
+            if self._watcher is not None and self._watcher is not threading.current_thread():
+                self._watcher.join(timeout=5)
+            self.log.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed.is_set()
+
+    def check_usable(self) -> None:
+        """Raise if this engine was closed or is being used in a forked child."""
+        if os.getpid() != self._pid:
+            raise UsedAfterForkError(
+                f"This zapnb database was opened by process {self._pid} and cannot be used in process "
+                f"{os.getpid()}, a child made with fork(). Call zapnb.connect() again in the child (or use "
+                "the 'spawn' start method of multiprocessing).",
+                owner_pid=self._pid,
+                pid=os.getpid(),
+            )
+        if self._closed.is_set():
+            raise ClosedError(
+                f"The database at {self.path} is closed. Open it again with zapnb.connect().",
+                resource=f"database {self.path}",
+            )
+
+    # --- reading --------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The newest consistent view, after picking up any commits other processes made."""
+        self.check_usable()
+        if self.log.last_lsn() > self._applied:
+            self.catch_up()
+        return self._snapshot
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog as of the newest applied commit."""
+        return self._catalog
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with the change set of every commit applied from now on; returns a remover.
+
+        Listeners run on the thread that applies the commit and must be quick (hand work to another thread).
+        """
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def creation_time(self) -> float:
+        """A creation time (milliseconds since the epoch) later than any this process handed out before."""
+        with self._time_lock:
+            now = max(time.time() * 1000.0, self._last_time + 0.001)
+            while now <= self._last_time:  # float spacing at this magnitude is ~0.0002 ms
+                now += 0.001
+            self._last_time = now
+            return now
+
+    # --- writing --------------------------------------------------------------------------------------------
+
+    def commit(
+        self,
+        snapshot: Snapshot,
+        writes: Sequence[Write],
+        reads: Iterable[ReadRange],
+        new_tables: Mapping[str, int] | None = None,
+    ) -> int:
+        """Commit writes made on ``snapshot`` if nothing they read has changed since; return the commit's LSN.
+
+        Raises :class:`~zapnb.errors.ConflictError` (writing nothing) when a commit after the snapshot changed
+        an index key inside one of ``reads``, changed the schema, or created one of ``new_tables``.
+        """
+        self.check_usable()
+        record = Commit(time=time.time() * 1000.0, writes=tuple(writes), tables=dict(new_tables or {}))
+        payload = encode_record(record)
+        with self.log.writer() as writer:
+            self._apply(writer.read_since(self._applied))
+            self._check_conflicts(snapshot, list(reads), record.tables)
+            lsn = writer.append(payload)
+        self.catch_up(until=lsn)
+        return lsn
+
+    def deploy_record(
+        self, schema: Schema | None, numbers: Mapping[str, int], check: Callable[[], None]
+    ) -> int:
+        """Append a deploy record; ``check`` runs inside the writer section on the caught-up state first."""
+        self.check_usable()
+        record = Deploy(
+            time=time.time() * 1000.0,
+            schema=None if schema is None else schema.to_json(),
+            tables=dict(numbers),
+        )
+        with self.log.writer() as writer:
+            self._apply(writer.read_since(self._applied))
+            check()
+            lsn = writer.append(encode_record(record))
+        self.catch_up(until=lsn)
+        return lsn
+
+    def _check_conflicts(
+        self, snapshot: Snapshot, reads: list[ReadRange], new_tables: Mapping[str, int]
+    ) -> None:
+        if self._applied == snapshot.lsn:
+            return
+        if any(lsn > snapshot.lsn for lsn in self._deploys):
+            raise _conflict(None, "the schema was deployed")
+        taken = {n: name for name, n in self._catalog.numbers.items()}
+        for name, number in new_tables.items():
+            if name in self._catalog.numbers or number in taken:
+                raise _conflict(name, f"table {name!r} was created")
+        oldest = self._recent[0].lsn if self._recent else self._applied + 1
+        if snapshot.lsn + 1 < oldest:
+            raise _conflict(None, "too many commits happened while it ran")
+        for changes in reversed(self._recent):
+            if changes.lsn <= snapshot.lsn:
+                break
+            hit = changes.touches(reads)
+            if hit is not None:
+                raise _conflict(hit.table, f"table {hit.table!r} changed (index {hit.index})")
+
+    # --- applying the log -----------------------------------------------------------------------------------
+
+    def catch_up(self, until: int | None = None) -> None:
+        """Apply every record in the log that this process has not applied yet (at least up to ``until``)."""
+        try:
+            self._apply(list(self.log.read_since(self._applied)))
+            if until is not None and self._applied < until:
+                self._apply(list(self.log.read_since(self._applied)))
+        except LogTruncatedError:
+            # another process checkpointed and dropped log we had not read: start from its checkpoint
+            self._load_checkpoint(replace=True)
+            self._apply(list(self.log.read_since(self._applied)))
+
+    def _apply(self, records: Iterable[LogRecord]) -> None:
+        published: list[ChangeSet] = []
+        with self._apply_lock:
+            for log_record in records:
+                if log_record.lsn <= self._applied:
+                    continue
+                record = decode_record(log_record.payload, lsn=log_record.lsn)
+                changes = self._apply_record(log_record.lsn, record)
+                self._applied = log_record.lsn
+                if changes is not None:
+                    self._recent.append(changes)
+                    published.append(changes)
+            self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
+            listeners = list(self._listeners)
+        for changes in published:
+            for listener in listeners:
+                listener(changes)
+
+    def _apply_record(self, lsn: int, record: Record) -> ChangeSet | None:
+        if isinstance(record, Deploy):
+            self._apply_deploy(lsn, record)
+            return None
+        if record.tables:
+            self._catalog = Catalog(self._catalog.schema, {**self._catalog.numbers, **record.tables})
+        changes = tuple(self._table(w.table).apply(lsn, w) for w in record.writes)
+        self._writes_since_checkpoint += len(changes)
+        if self._first_write_at is None:
+            self._first_write_at = time.monotonic()
+        return ChangeSet(lsn, record.time, changes)
+
+    def _apply_deploy(self, lsn: int, record: Deploy) -> None:
+        schema = None if record.schema is None else Schema.from_json(record.schema)
+        self._catalog = Catalog(schema, dict(record.tables))
+        self._deploys.append(lsn)
+        for name, definition in ({} if schema is None else schema.tables).items():
+            state = self._table(name)
+            wanted = {spec.name: spec for spec in user_index_specs(definition)}
+            for existing in [n for n, (s, _) in state.indexes.items() if s.kind == "user"]:
+                if existing not in wanted or wanted[existing] != state.indexes[existing][0]:
+                    state.drop_index(existing)
+            for spec in wanted.values():
+                if spec.name not in state.indexes:
+                    state.add_index(spec, build_index(state, spec, lsn))
+
+    def _table(self, name: str) -> TableState:
+        state = self._tables.get(name)
+        if state is None:
+            number = self._catalog.numbers.get(name)
+            if number is None:
+                raise CorruptionError(
+                    f"The commit log writes to table {name!r}, which no earlier record created: the log is "
+                    "inconsistent. Restore the data directory from a backup.",
+                    file=str(self.path / "log"),
+                    offset=0,
+                )
+            state = TableState(name, number, system_indexes())
+            self._tables[name] = state
+        return state
+
+    # --- watching other processes ---------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        ticks = 0
+        while not self._closed.is_set():
+            try:
+                if self.log.wait_for_append(self._applied, WATCH_INTERVAL) > self._applied:
+                    self.catch_up()
+                ticks += 1
+                if ticks % 25 == 0:  # about twice a second
+                    self._maybe_checkpoint()
+            except ClosedError:
+                return
+            except Exception:  # keep watching; the next reader or writer meets the problem itself
+                self._closed.wait(WATCH_INTERVAL)
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+
+    def checkpoint(self) -> bool:
+        """Write a checkpoint now (:mod:`zapnb.checkpoint`); ``False`` if another process is writing one."""
+        self.check_usable()
+        with self._checkpoint_mutex:
+            with self._apply_lock:
+                lsn, catalog = self._applied, self._catalog
+                tables = {name: state.frozen() for name, state in self._tables.items()}
+                written = self._writes_since_checkpoint
+            info = checkpoints.write_checkpoint(self.path, lsn, tables, catalog.schema, catalog.numbers)
+            if info is None:
+                return False
+            self._swap(info)
+            with self._apply_lock:
+                self._writes_since_checkpoint -= written
+                self._first_write_at = None if self._writes_since_checkpoint == 0 else time.monotonic()
+            self.log.truncate_before(info.previous_lsn + 1)  # keep one checkpoint's worth of log
+            return True
+
+    def _maybe_checkpoint(self) -> None:
+        info = checkpoints.read_info(self.path)
+        if info is not None and self._checkpoint_lsn < info.lsn <= self._applied:
+            self._swap(info)  # another process checkpointed: map its files, drop what they hold from memory
+        due = self._writes_since_checkpoint >= CHECKPOINT_WRITES or (
+            self._first_write_at is not None and time.monotonic() - self._first_write_at >= CHECKPOINT_SECONDS
+        )
+        if due:
+            self.checkpoint()
+
+    def _load_checkpoint(self, *, replace: bool = False) -> None:
+        info = checkpoints.read_info(self.path)
+        if info is None:
+            return
+        schema = None if info.schema is None else Schema.from_json(info.schema)
+        tables = {name: self._load_table(name, entry, schema) for name, entry in info.tables.items()}
+        with self._apply_lock:
+            if not replace and self._applied:
+                return
+            self._tables = tables
+            self._catalog = Catalog(schema, dict(info.numbers))
+            self._applied = self._checkpoint_lsn = info.lsn
+            self._recent.clear()
+            self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
+
+    def _load_table(self, name: str, entry: Mapping[str, Any], schema: Schema | None) -> TableState:
+        return checkpoints.load_table(
+            self.path, name, entry, None if schema is None else schema.tables.get(name)
+        )
+
+    def _swap(self, info: checkpoints.CheckpointInfo) -> None:
+        """Replace the states of the tables a checkpoint wrote by ones mapped from its files."""
+        schema = None if info.schema is None else Schema.from_json(info.schema)
+        written = {name: entry for name, entry in info.tables.items() if int(entry["lsn"]) == info.lsn}
+        loaded = {name: self._load_table(name, entry, schema) for name, entry in written.items()}
+        with self._apply_lock:
+            for name, new in loaded.items():
+                old = self._tables.get(name)
+                if old is not None and set(old.indexes) == set(new.indexes):
+                    self._tables[name] = checkpoints.carry_over(old, new)
+            self._checkpoint_lsn = max(self._checkpoint_lsn, info.lsn)
+            self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
+
+
+def user_index_specs(definition: Any) -> list[IndexSpec]:
+    """The database indexes a table definition declares (search and vector indexes are separate)."""
+    return [IndexSpec(name=i.name, fields=tuple(i.fields), kind="user") for i in definition.indexes]
+
+
+def build_index(state: TableState, spec: IndexSpec, lsn: int) -> IndexData:
+    """Build ``spec`` over the documents ``state`` holds at ``lsn``."""
+    data = IndexData.build([], [], lsn=0)
+    added = [(spec.key_for(doc), str(doc["_id"])) for doc in state.documents(lsn)]
+    if added:
+        data.apply(lsn, [], added)
+    return data
+
+
+def _conflict(table: str | None, why: str) -> ConflictError:
+    return ConflictError(
+        f"This transaction conflicted with another commit: {why} after it started, and it had read what "
+        "changed. Nothing was written; run it again (a @zapnb.mutation is retried automatically).",
+        attempts=1,
+        table=table,
+    )
+
+
+def _check_format(root: Path) -> None:
+    marker = root / MARKER
+    if not marker.exists():
+        if any(root.iterdir()):
+            existing = ", ".join(sorted(p.name for p in root.iterdir())[:5])
+            if not (root / "log").exists():
+                raise FormatVersionError(
+                    f"{root} is not empty ({existing}) and is not a zapnb data directory. Choose an empty "
+                    "or new directory.",
+                    file=str(marker),
+                    found=0,
+                    supported=FORMAT_VERSION,
+                )
+        _write_marker(marker)
+        return
+    found = int(json.loads(marker.read_text()).get("format", 0))
+    if found != FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{root} holds a zapnb database in format {found}; this zapnb reads format {FORMAT_VERSION}. "
+            "Open it with the zapnb version that wrote it, export it, and import it here.",
+            file=str(marker),
+            found=found,
+            supported=FORMAT_VERSION,
+        )
+
+
+def _write_marker(marker: Path) -> None:
+    temp = marker.with_suffix(".tmp")
+    temp.write_text(json.dumps({"format": FORMAT_VERSION, "created": time.time()}))
+    with open(temp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temp, marker)
+    descriptor = os.open(marker.parent, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

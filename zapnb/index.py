@@ -1,0 +1,589 @@
+"""Indexes: a table's documents in the order of some fields, readable at any snapshot in microseconds.
+
+Responsibilities:
+
+- :class:`IndexSpec`: what an index orders by, and the key of a document (:meth:`IndexSpec.key_for`);
+- :class:`IndexData`: one index's entries as snapshots see them: an immutable sorted *base* (the keys as of a
+  checkpoint, with the row of each document in the table's base; :mod:`zapnb.indexbase`) plus a *delta* of
+  the keys added and removed since, each with its LSN (:mod:`zapnb.indexdelta`); range scans and counts at a
+  snapshot; the checkpoint's merge into a new base; saving and memory-mapping the base
+  (:mod:`zapnb.indexfile`).
+
+Keys: an index over fields ``[f1, ..., fk]`` orders documents by ``(f1, ..., fk, _creationTime, _id)``; its
+key is ``encode_key([f1, ..., fk, _creationTime, _id])``, an absent field being ``MISSING``, and a dotted
+path ``"a.b"`` reading ``doc["a"]["b"]`` (``MISSING`` if a step is absent or not an object). ``by_id`` keys
+are ``encode_key([_id])`` and ``by_creation_time`` keys ``encode_key([_creationTime, _id])``. Keys end with
+the ``_id``, so they are unique, and no key of an index is a prefix of another.
+
+Concurrency contract: one writer thread calls :meth:`IndexData.apply` (commits in LSN order; several calls
+may share one LSN) and :meth:`IndexData.forget_before`; any number of reader threads call
+:meth:`IndexData.scan` and :meth:`IndexData.count` at snapshots from :attr:`IndexData.base_lsn` up to the last
+LSN fully applied. A reader sees exactly the keys live at its snapshot, however long it iterates and whatever
+the writer applies meanwhile: the base never changes, and the delta is versioned by LSN (a scan copies the
+part of the delta it needs when it starts). :meth:`IndexData.merged` returns a *new* object and leaves this
+one as it was, so readers holding the old object keep their view; it may run on another thread beside the
+writer, which then applies to the new object every commit newer than its :attr:`IndexData.newest_lsn`
+before publishing it.
+
+Examples
+--------
+>>> from zapnb.keys import encode_key, prefix_end
+>>> spec = IndexSpec("by_author", ("author",))
+>>> docs = [
+...     {"_id": "id1", "_creationTime": 1.0, "author": "ann"},
+...     {"_id": "id2", "_creationTime": 2.0, "author": "bob"},
+... ]
+>>> index = IndexData.build([spec.key_for(d) for d in docs], [0, 1], lsn=10)
+>>> index.apply(11, [], [(spec.key_for({"_id": "id3", "_creationTime": 3.0, "author": "ann"}), "id3")])
+>>> ann = encode_key(["ann"])
+>>> [(e.position, e.doc_id) for e in index.scan(ann, prefix_end(ann), snapshot=11)]
+[(0, None), (-1, 'id3')]
+>>> index.count(ann, prefix_end(ann), snapshot=10), index.count(None, None, snapshot=11)
+(1, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import repeat
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from zapnb.errors import InvalidValueError, SchemaDefinitionError
+from zapnb.indexbase import SortedKeys, first_duplicate, merge_keys, sort_keys
+from zapnb.indexdelta import NEVER, Delta, Exported, Record, inconsistency
+from zapnb.indexfile import load_index, save_index
+from zapnb.keys import encode_key, encode_value
+from zapnb.values import MISSING
+
+if TYPE_CHECKING:
+    from zapnb.indexbase import KeysInput
+
+__all__ = ["MAX_FIELDS", "Entry", "IndexData", "IndexKind", "IndexSpec", "PositionsFor", "positions_from"]
+
+IndexKind = Literal["user", "by_id", "by_creation_time"]
+Document = Mapping[str, Any]
+Int64s = npt.NDArray[np.int64]
+
+MAX_FIELDS: Final = 15
+"""The most fields a user index may have."""
+
+_FIRST_CHUNK: Final = 64  # base keys read per step when a scan starts; doubled each step up to _LAST_CHUNK
+_LAST_CHUNK: Final = 4096
+
+
+# --- specs and keys -----------------------------------------------------------------------------------------
+
+
+def _missing_system_field(err: KeyError) -> InvalidValueError:
+    return InvalidValueError(
+        f"Cannot compute the index key of a document without its system field {err.args[0]!r}: pass the "
+        "stored document (with _id and _creationTime), not the fields given to insert.",
+        path=f".{err.args[0]}",
+    )
+
+
+def _by_id_key(doc: Document) -> bytes:
+    try:
+        return encode_value(doc["_id"])
+    except KeyError as err:
+        raise _missing_system_field(err) from None
+
+
+def _by_creation_time_key(doc: Document) -> bytes:
+    try:
+        return encode_key((doc["_creationTime"], doc["_id"]))
+    except KeyError as err:
+        raise _missing_system_field(err) from None
+
+
+def _lookup(doc: Document, path: tuple[str, ...]) -> Any:
+    value: Any = doc
+    for part in path:
+        if not isinstance(value, Mapping):
+            return MISSING
+        value = value.get(part, MISSING)
+    return value
+
+
+def _user_key_function(fields: tuple[str, ...]) -> Callable[[Document], bytes]:
+    paths = tuple(tuple(name.split(".")) for name in fields)
+    if all(len(path) == 1 for path in paths):
+        names = tuple(path[0] for path in paths)
+        missing = (MISSING,) * len(names)
+
+        def top_level_key(doc: Document) -> bytes:
+            try:
+                return encode_key([*map(doc.get, names, missing), doc["_creationTime"], doc["_id"]])
+            except KeyError as err:
+                raise _missing_system_field(err) from None
+
+        return top_level_key
+
+    def nested_key(doc: Document) -> bytes:
+        values = [_lookup(doc, path) for path in paths]
+        try:
+            values += (doc["_creationTime"], doc["_id"])
+        except KeyError as err:
+            raise _missing_system_field(err) from None
+        return encode_key(values)
+
+    return nested_key
+
+
+def _spec_problem(fields: tuple[str, ...], kind: str) -> str | None:
+    if kind in ("by_id", "by_creation_time"):
+        return f"a {kind} index has no fields of its own" if fields else None
+    if kind != "user":
+        return f"the kind must be 'user', 'by_id' or 'by_creation_time', not {kind!r}"
+    if not 1 <= len(fields) <= MAX_FIELDS:
+        return f"a user index has 1 to {MAX_FIELDS} fields, not {len(fields)}"
+    for name in fields:
+        if not isinstance(name, str) or "" in name.split("."):
+            return f"{name!r} is not a field path (names joined by dots)"
+    return None
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """What an index orders documents by.
+
+    Attributes
+    ----------
+    name:
+        The index's name (``by_id`` and ``by_creation_time`` for the built-in ones).
+    fields:
+        The indexed fields, as dotted paths (empty for the built-in indexes).
+    kind:
+        ``"user"``, ``"by_id"`` or ``"by_creation_time"``.
+
+    Examples
+    --------
+    >>> from zapnb.keys import decode_key
+    >>> spec = IndexSpec("by_user_age", ("user.name", "age"))
+    >>> decode_key(spec.key_for({"_id": "i", "_creationTime": 1.5, "user": {"name": "ann"}}))
+    ['ann', zapnb.MISSING, 1.5, 'i']
+    >>> IndexSpec.by_id().key_for({"_id": "i", "_creationTime": 1.5}) == encode_key(["i"])
+    True
+    """
+
+    name: str
+    fields: tuple[str, ...] = ()
+    kind: IndexKind = "user"
+    _key: Callable[[Document], bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = tuple(self.fields)
+        object.__setattr__(self, "fields", fields)
+        problem = _spec_problem(fields, self.kind)
+        if problem is not None:
+            raise SchemaDefinitionError(
+                f"Index {self.name!r} cannot be defined: {problem}. Fix its definition."
+            )
+        if self.kind == "by_id":
+            key: Callable[[Document], bytes] = _by_id_key
+        elif self.kind == "by_creation_time":
+            key = _by_creation_time_key
+        else:
+            key = _user_key_function(fields)
+        object.__setattr__(self, "_key", key)
+
+    def __reduce__(self) -> tuple[type[IndexSpec], tuple[str, tuple[str, ...], IndexKind]]:
+        return (IndexSpec, (self.name, self.fields, self.kind))
+
+    @classmethod
+    def by_id(cls) -> IndexSpec:
+        """The built-in index of every table by ``_id``."""
+        return cls("by_id", (), "by_id")
+
+    @classmethod
+    def by_creation_time(cls) -> IndexSpec:
+        """The built-in index of every table by ``_creationTime`` (then ``_id``)."""
+        return cls("by_creation_time", (), "by_creation_time")
+
+    def key_for(self, doc: Document) -> bytes:
+        """The key of a stored document (one that has ``_id`` and ``_creationTime``) in this index.
+
+        Raises
+        ------
+        InvalidValueError
+            If the document lacks a system field or holds a value that cannot be a key.
+        """
+        return self._key(doc)
+
+
+# --- entries and merges -------------------------------------------------------------------------------------
+
+
+class Entry(NamedTuple):
+    """One key of an index range: a base entry has the document's row in the table base and no ``doc_id``;
+    an entry added since the base has ``position == -1`` and its document's ``doc_id``."""
+
+    key: bytes
+    position: int
+    doc_id: str | None
+
+
+_base_entry: Final = partial(tuple.__new__, Entry)
+
+
+class PositionsFor(Protocol):
+    """Where the documents of a merged index live in the *new* table base (see :meth:`IndexData.merged`).
+
+    Called once per merge with ``old_positions``, the rows in the old table base of the base entries that
+    stay (their documents, whatever version they have now), and ``doc_ids``, the documents of the entries
+    added since the old base that join the new one, both in key order. Returns one new row per old position,
+    then one per document ID (``len(old_positions) + len(doc_ids)`` rows, each ``>= 0``).
+    """
+
+    def __call__(self, old_positions: Int64s, doc_ids: Sequence[str], /) -> Int64s: ...
+
+
+def positions_from(old_to_new: npt.ArrayLike, new_rows: Mapping[str, int]) -> PositionsFor:
+    """A :class:`PositionsFor` from the two maps a checkpoint has at hand.
+
+    Parameters
+    ----------
+    old_to_new:
+        For each row of the old table base, the row of the same document in the new base (-1 if it was
+        deleted).
+    new_rows:
+        The new row of each document written since the old base.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mapping = positions_from([1, -1, 0], {"id7": 2})
+    >>> mapping(np.array([2, 0]), ["id7"]).tolist()
+    [0, 1, 2]
+    """
+    table = np.asarray(old_to_new, dtype=np.int64)
+
+    def positions(old_positions: Int64s, doc_ids: Sequence[str], /) -> Int64s:
+        added = np.fromiter((new_rows.get(d, -1) for d in doc_ids), np.int64, len(doc_ids))
+        rows: Int64s = np.concatenate([table[old_positions], added])
+        return rows
+
+    return positions
+
+
+# --- scanning -----------------------------------------------------------------------------------------------
+
+
+def _forward(
+    base: SortedKeys, rows: Int64s, i: int, j: int, hidden: list[int], keys: list[bytes], ids: list[str]
+) -> Iterator[Entry]:
+    t, d = 0, 0
+    next_hidden = hidden[0] if hidden else j
+    next_key = keys[0] if keys else None
+    step = _FIRST_CHUNK
+    while i < j:
+        stop = min(j, i + step)
+        step = min(2 * step, _LAST_CHUNK)
+        chunk = base.keys(i, stop)
+        positions: list[int] = rows[i:stop].tolist()
+        if next_hidden >= stop and (next_key is None or next_key > chunk[-1]):
+            yield from map(_base_entry, zip(chunk, positions, repeat(None)))
+            i = stop
+            continue
+        for at, key in enumerate(chunk, start=i):
+            if at == next_hidden:
+                t += 1
+                next_hidden = hidden[t] if t < len(hidden) else j
+                continue
+            while next_key is not None and next_key < key:
+                yield Entry(next_key, -1, ids[d])
+                d += 1
+                next_key = keys[d] if d < len(keys) else None
+            yield Entry(key, positions[at - i], None)
+        i = stop
+    for k in range(d, len(keys)):
+        yield Entry(keys[k], -1, ids[k])
+
+
+def _backward(
+    base: SortedKeys, rows: Int64s, i: int, j: int, hidden: list[int], keys: list[bytes], ids: list[str]
+) -> Iterator[Entry]:
+    t, d = len(hidden) - 1, len(keys) - 1
+    next_hidden = hidden[t] if hidden else -1
+    next_key = keys[d] if keys else None
+    step = _FIRST_CHUNK
+    while j > i:
+        start = max(i, j - step)
+        step = min(2 * step, _LAST_CHUNK)
+        chunk = base.keys(start, j)
+        positions: list[int] = rows[start:j].tolist()
+        if next_hidden < start and (next_key is None or next_key < chunk[0]):
+            yield from map(_base_entry, zip(reversed(chunk), reversed(positions), repeat(None)))
+            j = start
+            continue
+        for at in range(j - 1, start - 1, -1):
+            key = chunk[at - start]
+            if at == next_hidden:
+                t -= 1
+                next_hidden = hidden[t] if t >= 0 else -1
+                continue
+            while next_key is not None and next_key > key:
+                yield Entry(next_key, -1, ids[d])
+                d -= 1
+                next_key = keys[d] if d >= 0 else None
+            yield Entry(key, positions[at - start], None)
+        j = start
+    for k in range(d, -1, -1):
+        yield Entry(keys[k], -1, ids[k])
+
+
+# --- the index ----------------------------------------------------------------------------------------------
+
+
+class IndexData:
+    """One index's entries, as every snapshot from :attr:`base_lsn` on sees them.
+
+    Make one with :meth:`build`, :meth:`load` or :meth:`merged`. See the module docstring for the concurrency
+    contract.
+
+    Attributes
+    ----------
+    name:
+        A name for messages (the file name for a loaded index).
+    base_lsn:
+        The LSN the base reflects: every commit up to it is in the base, every later one in the delta.
+    """
+
+    def __init__(
+        self,
+        keys: SortedKeys,
+        positions: Int64s,
+        base_lsn: int,
+        *,
+        delta: Delta | None = None,
+        name: str = "",
+    ) -> None:
+        if len(keys) != len(positions):
+            raise inconsistency(name, f"{len(keys)} keys with {len(positions)} positions", base_lsn, None)
+        self.name = name
+        self.base_lsn = base_lsn
+        self._keys = keys
+        self._rows = positions
+        self._delta = delta if delta is not None else Delta(name, newest=base_lsn)
+
+    @classmethod
+    def build(cls, keys: KeysInput, positions: npt.ArrayLike, lsn: int, *, name: str = "") -> IndexData:
+        """A new index whose base holds ``keys`` (in any order), ``positions[i]`` being the table-base row of
+        the document of ``keys[i]``, as of ``lsn``.
+
+        ``keys`` is a sequence of ``bytes`` or an Arrow binary array. A million 86-byte keys take about half a
+        second of CPU to sort (in parallel runs, then merged).
+
+        Raises
+        ------
+        IndexConsistencyError
+            If two keys are equal, or there are not as many positions as keys.
+        """
+        rows = np.asarray(positions, dtype=np.int64)
+        if rows.ndim != 1 or len(rows) != len(keys):
+            raise inconsistency(name, f"{len(keys)} keys with {rows.size} positions", lsn, None)
+        sorted_keys, order = sort_keys(keys)
+        duplicate = first_duplicate(sorted_keys)
+        if duplicate >= 0:
+            key = sorted_keys.keys(duplicate, duplicate + 1)[0]
+            raise inconsistency(name, "building from keys that hold a duplicate", lsn, key)
+        return cls(sorted_keys, rows[order], lsn, name=name)
+
+    @classmethod
+    def load(cls, directory: str | Path, name: str, *, mmap: bool = True, verify: bool = False) -> IndexData:
+        """Open an index saved by :meth:`save` (memory-mapped by default: well under a millisecond).
+
+        ``verify=True`` also checksums the whole file (see :mod:`zapnb.indexfile`).
+
+        Raises
+        ------
+        CorruptionError
+            If the file is missing or damaged.
+        """
+        keys, positions, base_lsn = load_index(Path(directory), name, mmap=mmap, verify=verify)
+        return cls(keys, positions, base_lsn, name=name)
+
+    def save(self, directory: str | Path, name: str) -> Path:
+        """Write the base (the keys as of :attr:`base_lsn`) to ``directory``, atomically; returns the path.
+
+        The delta is not written: the commits after :attr:`base_lsn` are in the commit log, and replaying them
+        with :meth:`apply` after :meth:`load` restores it. Save the result of :meth:`merged` at a checkpoint.
+        """
+        return save_index(Path(directory), name, self._keys, self._rows, self.base_lsn)
+
+    # --- facts ----------------------------------------------------------------------------------------------
+
+    @property
+    def newest_lsn(self) -> int:
+        """The newest LSN applied (``base_lsn`` if none since the base)."""
+        return max(self.base_lsn, self._delta.newest)
+
+    @property
+    def base_count(self) -> int:
+        """The number of keys in the base (some may be removed since)."""
+        return len(self._keys)
+
+    @property
+    def delta_count(self) -> int:
+        """The number of changes held since the base (added keys, including removed ones, and tombstones)."""
+        return len(self._delta)
+
+    @property
+    def nbytes(self) -> int:
+        """The memory (or mapped file) the base takes."""
+        return self._keys.nbytes + int(self._rows.nbytes)
+
+    def __repr__(self) -> str:
+        return (
+            f"<IndexData {self.name or '(unnamed)'}: {self.base_count} keys at LSN {self.base_lsn} "
+            f"({self._keys.layout}, width {self._keys.width}), {self.delta_count} changes since>"
+        )
+
+    # --- writing --------------------------------------------------------------------------------------------
+
+    def apply(self, lsn: int, removed: Iterable[bytes], added: Iterable[tuple[bytes, str]]) -> None:
+        """Apply one commit: remove the keys ``removed``, then add the ``(key, doc_id)`` pairs ``added``.
+
+        An update that leaves a document's key unchanged is not passed. LSNs never go down (several calls may
+        share one). All or nothing.
+
+        Raises
+        ------
+        IndexConsistencyError
+            If a removed key is not in the index, an added one already is, or ``lsn`` is older than a commit
+            already applied (or not newer than the base).
+        """
+        if lsn <= self.base_lsn:
+            raise inconsistency(
+                self.name, f"a commit at LSN {lsn}, not after the base at {self.base_lsn}", lsn, None
+            )
+        self._delta.apply(lsn, list(removed), list(added), self._keys)
+
+    def forget_before(self, lsn: int) -> int:
+        """Drop the history of keys removed at or before ``lsn`` (no snapshot ``>= lsn`` needs it).
+
+        Call it with the oldest snapshot any reader still holds. Returns how many records were dropped.
+        """
+        return self._delta.forget_before(lsn)
+
+    # --- reading --------------------------------------------------------------------------------------------
+
+    def _bounds(self, lo: bytes | None, hi: bytes | None, snapshot: int) -> tuple[int, int]:
+        if snapshot < self.base_lsn:
+            raise inconsistency(
+                self.name,
+                f"a read at snapshot {snapshot}, older than the base at {self.base_lsn}",
+                snapshot,
+                None,
+            )
+        i = 0 if lo is None else self._keys.bisect(lo)
+        j = len(self._keys) if hi is None else self._keys.bisect(hi)
+        return i, max(i, j)
+
+    def scan(
+        self, lo: bytes | None, hi: bytes | None, *, snapshot: int, reverse: bool = False
+    ) -> Iterator[Entry]:
+        """The entries with ``lo <= key < hi`` (``None``: unbounded) visible at ``snapshot``, in key order.
+
+        Lazy: taking the first ``n`` costs two searches of the base, the changes in the range, and ``n``.
+
+        Raises
+        ------
+        IndexConsistencyError
+            If ``snapshot`` is older than :attr:`base_lsn` (read an older object for that).
+        """
+        i, j = self._bounds(lo, hi, snapshot)
+        if lo is not None and hi is not None and hi <= lo:
+            return iter(())
+        hidden, keys, ids = self._delta.view(i, j, lo, hi, snapshot)
+        walk = _backward if reverse else _forward
+        return walk(self._keys, self._rows, i, j, hidden, keys, ids)
+
+    def count(self, lo: bytes | None, hi: bytes | None, *, snapshot: int) -> int:
+        """How many entries :meth:`scan` would yield, without visiting the base's entries."""
+        i, j = self._bounds(lo, hi, snapshot)
+        if lo is not None and hi is not None and hi <= lo:
+            return 0
+        return j - i + self._delta.count(i, j, lo, hi, snapshot)
+
+    # --- merging --------------------------------------------------------------------------------------------
+
+    def merged(self, upto_lsn: int, positions_for: PositionsFor) -> IndexData:
+        """The checkpoint step: a new index whose base holds every key visible at ``upto_lsn``.
+
+        The new base's positions are rows of the *new* table base, as ``positions_for`` says (see
+        :class:`PositionsFor`; :func:`positions_from` makes one from an old-row-to-new-row array and a map of
+        the documents written since). Changes after ``upto_lsn`` stay as the new delta. This object is not
+        changed. Vectorised: linear in the base, no re-sort.
+
+        Raises
+        ------
+        IndexConsistencyError
+            If ``upto_lsn`` is older than the base, or ``positions_for`` gives no row for a live document.
+        """
+        if upto_lsn < self.base_lsn:
+            raise inconsistency(self.name, f"a merge at LSN {upto_lsn}, older than the base", upto_lsn, None)
+        exported = self._delta.export()
+        gone = np.array(
+            [p for p, t in zip(exported.tomb_positions, exported.tomb_lsns, strict=True) if t <= upto_lsn]
+        )
+        gone = gone.astype(np.int64)
+        joining = [r for r in exported.records if r[1] <= upto_lsn < r[2]]
+        keys, dest_kept, dest_new = merge_keys(self._keys, gone, [r[0] for r in joining])
+        duplicate = first_duplicate(keys, near=dest_new)
+        if duplicate >= 0:
+            key = keys.keys(duplicate, duplicate + 1)[0]
+            raise inconsistency(self.name, "a merge that would hold a key twice", upto_lsn, key)
+        rows = self._merged_rows(upto_lsn, gone, [r[3] for r in joining], positions_for, dest_kept, dest_new)
+        tombstones = self._carried_tombstones(exported, upto_lsn, gone, dest_kept, dest_new, joining)
+        pending = [Record(k, a, r, d) for k, a, r, d in exported.records if a > upto_lsn]
+        delta = Delta(self.name, pending, tombstones, newest=max(exported.newest, upto_lsn))
+        return IndexData(keys, rows, upto_lsn, delta=delta, name=self.name)
+
+    def _merged_rows(
+        self,
+        upto_lsn: int,
+        gone: Int64s,
+        doc_ids: list[str],
+        positions_for: PositionsFor,
+        dest_kept: Int64s,
+        dest_new: Int64s,
+    ) -> Int64s:
+        kept = np.delete(self._rows, gone)
+        mapped = np.asarray(positions_for(kept, doc_ids), dtype=np.int64)
+        if mapped.shape != (len(kept) + len(doc_ids),) or (len(mapped) and int(mapped.min()) < 0):
+            raise inconsistency(
+                self.name,
+                "positions_for gave no new row (or the wrong number of rows) for a live document",
+                upto_lsn,
+                None,
+            )
+        rows = np.empty(len(mapped), np.int64)
+        rows[dest_kept] = mapped[: len(kept)]
+        rows[dest_new] = mapped[len(kept) :]
+        return rows
+
+    @staticmethod
+    def _carried_tombstones(
+        exported: Exported,
+        upto_lsn: int,
+        gone: Int64s,
+        dest_kept: Int64s,
+        dest_new: Int64s,
+        joining: list[tuple[bytes, int, int, str]],
+    ) -> list[tuple[int, int]]:
+        """Keys in the new base removed after ``upto_lsn``: tombstones at their new positions."""
+        later = [
+            (p, t) for p, t in zip(exported.tomb_positions, exported.tomb_lsns, strict=True) if t > upto_lsn
+        ]
+        old = np.array([p for p, _ in later], np.int64)
+        moved = dest_kept[old - gone.searchsorted(old)].tolist() if len(later) else []
+        carried = list(zip(moved, [t for _, t in later], strict=True))
+        carried += [(int(dest_new[k]), r[2]) for k, r in enumerate(joining) if r[2] != NEVER]
+        return carried

@@ -1,0 +1,160 @@
+"""One table's documents and indexes in memory, readable at any snapshot LSN.
+
+Responsibilities:
+
+- hold the table's *base* (its documents as of the last checkpoint, read through a row reader over the
+  memory-mapped base file) and its *overlay* (every version written since, with the LSN that wrote it);
+- keep every index of the table current as commits are applied, and yield the :class:`~zapnb.changes.Change`
+  each write made (old and new document, the index keys it moved);
+- answer "this document at snapshot S" and "this index range at snapshot S".
+
+One thread applies commits (in LSN order, under the engine's apply lock) while any number of threads read at
+snapshots at or below the last applied LSN. A checkpoint replaces the whole object: readers that hold the old
+one keep a consistent view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from zapnb.changes import Change, Write
+from zapnb.index import Entry, IndexData, IndexSpec
+from zapnb.keys import encode_key, prefix_end
+
+__all__ = ["TableState"]
+
+Document = Mapping[str, Any]
+RowReader = Callable[[int], dict[str, Any]]
+
+
+def _no_rows(position: int) -> dict[str, Any]:
+    raise IndexError(f"the table base has no row {position}")
+
+
+@dataclass
+class TableState:
+    """A table's documents and indexes at every snapshot from ``base_lsn`` on.
+
+    Attributes
+    ----------
+    name, number:
+        The table's name and number (the number is encoded in its document IDs).
+    base_lsn:
+        The checkpoint LSN the base holds; every overlay version is newer.
+    base_rows:
+        The number of documents in the base.
+    """
+
+    name: str
+    number: int
+    indexes: dict[str, tuple[IndexSpec, IndexData]]
+    base_lsn: int = 0
+    base_rows: int = 0
+    read_row: RowReader = _no_rows
+    base: Any = None  # the base as an Arrow table (memory-mapped), when there is one
+
+    def __post_init__(self) -> None:
+        self.overlay: dict[str, list[tuple[int, Document | None]]] = {}
+
+    # --- reading --------------------------------------------------------------------------------------------
+
+    def get(self, doc_id: str, snapshot: int) -> Document | None:
+        """The document with this ID as of ``snapshot``, or ``None``."""
+        versions = self.overlay.get(doc_id)
+        if versions:
+            for lsn, doc in reversed(versions):
+                if lsn <= snapshot:
+                    return doc
+        position = self.base_position(doc_id)
+        return None if position < 0 else self.read_row(position)
+
+    def base_position(self, doc_id: str) -> int:
+        """The row of this document in the base, or -1 if the base does not hold it."""
+        if not self.base_rows:
+            return -1
+        key = encode_key([doc_id])
+        _spec, by_id = self.indexes["by_id"]
+        for entry in by_id.scan(key, prefix_end(key), snapshot=self.base_lsn):
+            return entry.position
+        return -1
+
+    def scan(
+        self, index: str, lo: bytes | None, hi: bytes | None, snapshot: int, *, reverse: bool = False
+    ) -> Iterator[Document]:
+        """The documents of an index range ``[lo, hi)`` at ``snapshot``, in index order."""
+        _spec, data = self.indexes[index]
+        for entry in data.scan(lo, hi, snapshot=snapshot, reverse=reverse):
+            yield self._document_at(entry, snapshot)
+
+    def _document_at(self, entry: Entry, snapshot: int) -> Document:
+        doc_id = entry.doc_id
+        if doc_id is None:  # a base entry: its key is unchanged, but the document may have been rewritten
+            if not self.overlay:
+                return self.read_row(entry.position)
+            doc_id = self._base_id(entry.position)
+        for lsn, doc in reversed(self.overlay.get(doc_id, ())):
+            if lsn <= snapshot and doc is not None:
+                return doc
+        return self.read_row(entry.position)
+
+    def _base_id(self, position: int) -> str:
+        if self.base is not None:
+            return str(self.base.column("_id")[position].as_py())
+        return str(self.read_row(position)["_id"])
+
+    def count(self, snapshot: int) -> int:
+        """How many documents the table holds at ``snapshot`` (an index count: no document is visited)."""
+        return self.indexes["by_id"][1].count(None, None, snapshot=snapshot)
+
+    # --- writing --------------------------------------------------------------------------------------------
+
+    def apply(self, lsn: int, write: Write) -> Change:
+        """Apply one write of the commit at ``lsn``; return what it changed."""
+        old = self.get(write.id, lsn)
+        new = write.doc
+        touched: list[tuple[str, bytes]] = []
+        for name, (spec, data) in self.indexes.items():
+            old_key = None if old is None else spec.key_for(old)
+            new_key = None if new is None else spec.key_for(new)
+            if old_key is not None:
+                touched.append((name, old_key))
+            if new_key is not None and new_key != old_key:
+                touched.append((name, new_key))
+            if old_key != new_key:
+                data.apply(
+                    lsn,
+                    [] if old_key is None else [old_key],
+                    [] if new_key is None else [(new_key, write.id)],
+                )
+        self.overlay.setdefault(write.id, []).append((lsn, new))
+        return Change(write.table, write.id, old, new, tuple(touched))
+
+    def changed_since_base(self) -> bool:
+        """Whether any commit wrote to the table after its base."""
+        return bool(self.overlay)
+
+    def frozen(self) -> TableState:
+        """A copy whose overlay and index list no longer change (call it under the engine's apply lock).
+
+        The indexes themselves are shared: they serve readers at any snapshot up to the copy's newest LSN.
+        """
+        copy = TableState(
+            self.name, self.number, dict(self.indexes), self.base_lsn, self.base_rows, self.read_row
+        )
+        copy.base = self.base
+        copy.overlay = {doc_id: list(history) for doc_id, history in self.overlay.items()}
+        return copy
+
+    def add_index(self, spec: IndexSpec, data: IndexData) -> None:
+        """Start maintaining a newly built index (the caller built it at the last applied LSN)."""
+        self.indexes[spec.name] = (spec, data)
+
+    def drop_index(self, name: str) -> None:
+        """Stop maintaining an index."""
+        del self.indexes[name]
+
+    def documents(self, snapshot: int) -> Iterator[Document]:
+        """Every document of the table at ``snapshot``, in ``by_creation_time`` order."""
+        return self.scan("by_creation_time", None, None, snapshot)

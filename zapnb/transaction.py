@@ -1,0 +1,227 @@
+"""Transactions: a snapshot, their own writes on top, and the read set that makes them serializable.
+
+Responsibilities:
+
+- read at one snapshot, seeing the transaction's own writes (``get``);
+- check and buffer writes (``insert``, ``insert_many``, ``patch``, ``replace``, ``delete``): document rules,
+  the schema's validators, and existence, so a bad write raises before anything is committed;
+- record what was read as index key ranges, and commit everything at once through the engine, which refuses
+  the commit if a newer commit changed anything in those ranges.
+
+Every write of zapnb, from ``db.insert`` to a bulk import, goes through :meth:`Transaction.commit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from zapnb.changes import ReadRange, Write
+from zapnb.documents import check_document
+from zapnb.engine import Engine, Snapshot
+from zapnb.errors import ClosedError, InvalidIdError, NonexistentDocumentError, SchemaValidationError
+from zapnb.ids import FIRST_USER_TABLE_NUMBER, Id, new_ids
+from zapnb.keys import encode_key, encode_value, prefix_end
+from zapnb.schema_rules import check_table_name
+from zapnb.values import UNSET
+
+__all__ = ["Transaction"]
+
+Document = dict[str, Any]
+
+
+class Transaction:
+    """Reads at one snapshot plus this transaction's writes; commits all of them or none.
+
+    Use it as ``with db.transaction() as tx:``; the block commits when it ends without an exception and
+    discards every write when it raises.
+    """
+
+    def __init__(self, engine: Engine, snapshot: Snapshot | None = None) -> None:
+        self._engine = engine
+        self.snapshot = snapshot or engine.snapshot()
+        self._writes: dict[str, Write] = {}
+        self._reads: list[ReadRange] = []
+        self._new_tables: dict[str, int] = {}
+        self._done = False
+        self.commit_lsn: int | None = None
+
+    # --- reading --------------------------------------------------------------------------------------------
+
+    def get(self, doc_id: str) -> Document | None:
+        """The document with this ID, or ``None`` (also for a string that is not an ID of any table)."""
+        self._check_open()
+        table = self._table_of(doc_id)
+        if table is None:
+            return None
+        return self._read(table, str(doc_id))
+
+    def normalize_id(self, table: str, text: str) -> Id | None:
+        """``text`` as an :class:`~zapnb.Id` of ``table``, or ``None`` if it is not an ID of that table."""
+        try:
+            decoded = Id.decode(text)
+        except InvalidIdError:
+            return None
+        number = self._numbers().get(table)
+        return Id(text, table=table) if number == decoded.table_number else None
+
+    def record_read(self, read: ReadRange) -> None:
+        """Add an index range to the read set (queries call this with the ranges they scanned)."""
+        self._reads.append(read)
+
+    def _read(self, table: str, doc_id: str) -> Document | None:
+        key = encode_key([doc_id])
+        self._reads.append(ReadRange(table, "by_id", key, prefix_end(key)))
+        if doc_id in self._writes:
+            doc = self._writes[doc_id].doc
+        else:
+            state = self.snapshot.tables.get(table)
+            doc = None if state is None else state.get(doc_id, self.snapshot.lsn)
+        return None if doc is None else _as_result(table, doc)
+
+    # --- writing --------------------------------------------------------------------------------------------
+
+    def insert(self, table: str, doc: Mapping[str, Any]) -> Id:
+        """Insert a document; return its new ID."""
+        return self.insert_many(table, [doc])[0]
+
+    def insert_many(self, table: str, rows: Iterable[Mapping[str, Any]]) -> list[Id]:
+        """Insert several documents; return their IDs in order."""
+        self._check_open()
+        check_table_name(table)
+        docs = [self._checked(table, dict(row)) for row in rows]
+        ids = new_ids(self._table_number(table), len(docs), table=table)
+        for doc_id, doc in zip(ids, docs, strict=True):
+            stored = {"_id": doc_id, "_creationTime": self._engine.creation_time(), **doc}
+            self._writes[doc_id] = Write(table, doc_id, stored)
+        return ids
+
+    def patch(self, doc_id: str, fields: Mapping[str, Any]) -> None:
+        """Shallow-merge ``fields`` into a document (``zapnb.UNSET`` removes a field).
+
+        A patch that changes nothing records no write.
+        """
+        table, current = self._existing(doc_id, "Update")
+        merged = {k: v for k, v in current.items() if k not in fields}
+        merged.update({k: v for k, v in fields.items() if v is not UNSET})
+        user = {k: v for k, v in merged.items() if k not in ("_id", "_creationTime")}
+        for name in fields:
+            if name in ("_id", "_creationTime") and fields[name] != current.get(name):
+                raise _system_field_error(table, name)
+        self._put(table, current, self._checked(table, user))
+
+    def replace(self, doc_id: str, doc: Mapping[str, Any]) -> None:
+        """Replace a document's fields, keeping its ``_id`` and ``_creationTime``."""
+        table, current = self._existing(doc_id, "Update")
+        user = dict(doc)
+        for name in ("_id", "_creationTime"):
+            if name in user and user.pop(name) != current[name]:
+                raise _system_field_error(table, name)
+        self._put(table, current, self._checked(table, user))
+
+    def delete(self, doc_id: str) -> None:
+        """Delete a document."""
+        table, current = self._existing(doc_id, "Delete")
+        self._writes[str(current["_id"])] = Write(table, str(current["_id"]), None)
+
+    def _put(self, table: str, current: Document, user: Document) -> None:
+        stored = {"_id": current["_id"], "_creationTime": current["_creationTime"], **user}
+        if encode_value(stored) == encode_value(current):
+            return  # a no-change write records nothing (compared by the total order: 1 != 1.0, -0.0 != 0.0)
+        self._writes[str(current["_id"])] = Write(table, str(current["_id"]), stored)
+
+    def _existing(self, doc_id: str, verb: str) -> tuple[str, Document]:
+        self._check_open()
+        table = self._table_of(doc_id)
+        current = None if table is None else self._read(table, str(doc_id))
+        if table is None or current is None:
+            raise NonexistentDocumentError(
+                f"{verb} on nonexistent document ID {doc_id}: no document with this ID exists (it was "
+                "deleted, or never inserted). Check the ID, or insert the document first.",
+                id=str(doc_id),
+            )
+        return table, current
+
+    def _checked(self, table: str, doc: Document) -> Document:
+        checked = check_document(doc)
+        schema = self.snapshot.catalog.schema
+        if schema is None:
+            return checked
+        return schema.validate_document(table, checked, ids=self._numbers())
+
+    # --- committing -----------------------------------------------------------------------------------------
+
+    def commit(self) -> int | None:
+        """Commit every write; return the commit's LSN (``None`` when there was nothing to write)."""
+        self._check_open()
+        self._done = True
+        if not self._writes:
+            return None
+        writes = list(self._writes.values())
+        self.commit_lsn = self._engine.commit(self.snapshot, writes, self._reads, self._new_tables)
+        return self.commit_lsn
+
+    def discard(self) -> None:
+        """Drop every write; the transaction cannot be used afterwards."""
+        self._done = True
+        self._writes.clear()
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if self._done:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+    def _check_open(self) -> None:
+        self._engine.check_usable()
+        if self._done:
+            raise ClosedError(
+                "This transaction has already committed or been discarded. Start a new one with "
+                "db.transaction().",
+                resource="transaction",
+            )
+
+    # --- tables and IDs -------------------------------------------------------------------------------------
+
+    def _numbers(self) -> dict[str, int]:
+        return {**self.snapshot.catalog.numbers, **self._new_tables}
+
+    def _table_number(self, table: str) -> int:
+        numbers = self._numbers()
+        if table not in numbers:
+            numbers[table] = self._new_tables[table] = (
+                max([*numbers.values(), FIRST_USER_TABLE_NUMBER - 1]) + 1
+            )
+        return numbers[table]
+
+    def _table_of(self, doc_id: str) -> str | None:
+        try:
+            number = Id.decode(str(doc_id)).table_number
+        except InvalidIdError:
+            return None
+        for name, n in self._numbers().items():
+            if n == number:
+                return name
+        return None
+
+
+def _as_result(table: str, doc: Mapping[str, Any]) -> Document:
+    result = dict(doc)
+    result["_id"] = Id(str(doc["_id"]), table=table)
+    return result
+
+
+def _system_field_error(table: str, name: str) -> SchemaValidationError:
+    return SchemaValidationError(
+        f"Failed to insert or update a document in table {table!r}: the system field `{name}` cannot be "
+        "changed. Leave it out of the write.",
+        table=table,
+        path=f".{name}",
+        value=None,
+        validator="",
+    )
