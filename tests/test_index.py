@@ -36,6 +36,7 @@ from zapnb.errors import (
     IndexConsistencyError,
     InvalidValueError,
     SchemaDefinitionError,
+    StorageIOError,
 )
 from zapnb.faults import ENV_VAR, EXIT_CODE
 from zapnb.index import Entry, IndexData, IndexSpec, positions_from
@@ -726,10 +727,11 @@ def test_readers_keep_their_snapshot_while_one_writer_applies_and_a_merge_runs()
         merged.append(index.merged(upto, lambda old, ids: np.arange(len(old) + len(ids), dtype=np.int64)))
 
     def reader() -> None:
+        own = random.Random(threading.get_ident())
         try:
             while not done.is_set():
                 snapshot = published[-1]
-                lo = encode_key([rng.choice(GROUPS)])
+                lo = encode_key([own.choice(GROUPS)])
                 iterator = index.scan(lo, prefix_end(lo), snapshot=snapshot, reverse=snapshot % 2 == 1)
                 first = [e.key for _, e in zip(range(5), iterator, strict=False)]
                 rest = [e.key for e in iterator]
@@ -769,3 +771,10 @@ def test_merge_refuses_to_hold_a_key_twice(long_key: bool) -> None:
     assert info.value.key == twin
     assert first_duplicate(sorted_keys) == -1
     assert first_duplicate(sorted_keys, near=np.array([0, 7])) == -1
+
+
+def test_a_failed_save_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageIOError, match="not replaced") as info:
+        IndexData.build([b"k\x00"], [0], lsn=1).save(tmp_path / "missing", "ix")
+    assert info.value.operation == "write"
+    assert info.value.path == str(tmp_path / "missing" / "ix.zidx")

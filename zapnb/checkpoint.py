@@ -30,13 +30,30 @@ import pyarrow as pa
 
 from zapnb.changes import Write
 from zapnb.errors import CorruptionError
+from zapnb.faults import kill_point
 from zapnb.index import IndexData, IndexSpec, positions_from
 from zapnb.layout import Layout
 from zapnb.schema import Schema, TableDefinition
-from zapnb.storage import BaseFile, atomic_write_bytes, fsync_tree, read_base, write_base, write_table_version
+from zapnb.storage import (
+    BaseFile,
+    atomic_write_bytes,
+    fsync_tree,
+    read_base,
+    read_table_version,
+    write_base,
+    write_table_version,
+)
 from zapnb.tablestate import TableState
 
-__all__ = ["CHECKPOINT_FILE", "CheckpointInfo", "carry_over", "load_table", "read_info", "write_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CheckpointInfo",
+    "carry_over",
+    "load_table",
+    "read_info",
+    "rebuild_table",
+    "write_checkpoint",
+]
 
 CHECKPOINT_FILE = "checkpoint.json"
 LOCK_FILE = "checkpoint.lock"
@@ -104,9 +121,13 @@ def checkpoint_lock(root: Path) -> Iterator[bool]:
 
 
 def load_table(
-    root: Path, name: str, entry: Mapping[str, Any], definition: TableDefinition | None
+    root: Path, name: str, entry: Mapping[str, Any], definition: TableDefinition | None, lsn: int
 ) -> TableState:
-    """A table's state as a checkpoint left it: its base mapped, its indexes loaded, at the entry's LSN."""
+    """A table's state as the checkpoint at ``lsn`` left it: its base mapped, its indexes loaded.
+
+    The table may have been written by an earlier checkpoint (nothing changed it since); its state is the
+    same at ``lsn``.
+    """
     layout = Layout.for_table(definition, table=name)
     base = read_base(root / entry["base"]["path"], expected=BaseFile.from_json(entry["base"]))
     indexes: dict[str, tuple[IndexSpec, IndexData]] = {}
@@ -117,11 +138,33 @@ def load_table(
         name=name,
         number=int(entry["number"]),
         indexes=indexes,
-        base_lsn=int(entry["lsn"]),
+        base_lsn=lsn,
         base_rows=base.num_rows,
         read_row=layout.row_reader(base),
     )
     state.base = base
+    return state
+
+
+def rebuild_table(
+    root: Path, name: str, entry: Mapping[str, Any], definition: TableDefinition | None
+) -> TableState:
+    """A table's state rebuilt from its newest readable Lance version, for when its base file is damaged.
+
+    Slower than :func:`load_table` (every index is rebuilt from the documents). The state's ``base_lsn`` is
+    the LSN that version holds, which may be older than the checkpoint's: replay the log from there.
+    """
+    layout = Layout.for_table(definition, table=name)
+    table, lsn = read_table_version(root, name)
+    table = table.select(layout.arrow_schema.names).cast(layout.arrow_schema)
+    docs = layout.to_documents(table)
+    positions = list(range(len(docs)))
+    indexes: dict[str, tuple[IndexSpec, IndexData]] = {}
+    for index_name, index in entry["indexes"].items():
+        spec = IndexSpec(index_name, tuple(index["fields"]), index["kind"])
+        indexes[index_name] = (spec, IndexData.build([spec.key_for(d) for d in docs], positions, lsn=lsn))
+    state = TableState(name, int(entry["number"]), indexes, lsn, table.num_rows, layout.row_reader(table))
+    state.base = table
     return state
 
 
@@ -165,6 +208,7 @@ def write_checkpoint(
             numbers=dict(numbers),
             tables=entries,
         )
+        kill_point("checkpoint.before_info_write")
         atomic_write_bytes(root / CHECKPOINT_FILE, info.to_json())
         return info
 
@@ -176,6 +220,7 @@ def write_table(
     layout = Layout.for_table(definition, table=state.name)
     table, old_to_new, new_rows = _new_base(state, layout, lsn)
     base = write_base(root / "base" / f"{state.name}-{lsn}.arrow", table)
+    kill_point("checkpoint.after_base_write")
     indexes = {}
     if not (root / "indexes").exists():
         (root / "indexes").mkdir()
@@ -185,7 +230,9 @@ def write_table(
         file_name = f"{state.name}-{lsn}-{index_name}"
         data.merged(lsn, positions).save(root / "indexes", file_name)
         indexes[index_name] = {"fields": list(spec.fields), "kind": spec.kind, "file": file_name}
+    kill_point("checkpoint.after_index_write")
     version = write_table_version(root, state.name, table, lsn=lsn)
+    kill_point("checkpoint.after_lance_commit")
     base_json = base.to_json()
     base_json["path"] = str(Path(base.path).relative_to(root))
     return {

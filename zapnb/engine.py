@@ -22,6 +22,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,9 @@ from zapnb.errors import (
     FormatVersionError,
     LogTruncatedError,
     UsedAfterForkError,
+    ZapWarning,
 )
+from zapnb.faults import kill_point
 from zapnb.ids import FIRST_USER_TABLE_NUMBER
 from zapnb.index import IndexData, IndexSpec
 from zapnb.log import DEFAULT_SEGMENT_SIZE, CommitLog, LogRecord
@@ -225,6 +228,7 @@ class Engine:
             self._apply(writer.read_since(self._applied))
             self._check_conflicts(snapshot, list(reads), record.tables)
             lsn = writer.append(payload)
+        kill_point("engine.after_append_before_apply")
         self.catch_up(until=lsn)
         return lsn
 
@@ -303,7 +307,8 @@ class Engine:
             return None
         if record.tables:
             self._catalog = Catalog(self._catalog.schema, {**self._catalog.numbers, **record.tables})
-        changes = tuple(self._table(w.table).apply(lsn, w) for w in record.writes)
+        states = [(self._table(w.table), w) for w in record.writes]
+        changes = tuple(state.apply(lsn, w) for state, w in states if state.base_lsn < lsn)
         self._writes_since_checkpoint += len(changes)
         if self._first_write_at is None:
             self._first_write_at = time.monotonic()
@@ -371,6 +376,7 @@ class Engine:
             with self._apply_lock:
                 self._writes_since_checkpoint -= written
                 self._first_write_at = None if self._writes_since_checkpoint == 0 else time.monotonic()
+            kill_point("checkpoint.after_info_write_before_truncate")
             self.log.truncate_before(info.previous_lsn + 1)  # keep one checkpoint's worth of log
             return True
 
@@ -389,26 +395,38 @@ class Engine:
         if info is None:
             return
         schema = None if info.schema is None else Schema.from_json(info.schema)
-        tables = {name: self._load_table(name, entry, schema) for name, entry in info.tables.items()}
+        tables = {
+            name: self._load_table(name, entry, schema, info.lsn) for name, entry in info.tables.items()
+        }
         with self._apply_lock:
             if not replace and self._applied:
                 return
             self._tables = tables
             self._catalog = Catalog(schema, dict(info.numbers))
-            self._applied = self._checkpoint_lsn = info.lsn
+            self._checkpoint_lsn = info.lsn
+            self._applied = min([info.lsn, *(state.base_lsn for state in tables.values())])
             self._recent.clear()
             self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
 
-    def _load_table(self, name: str, entry: Mapping[str, Any], schema: Schema | None) -> TableState:
-        return checkpoints.load_table(
-            self.path, name, entry, None if schema is None else schema.tables.get(name)
-        )
+    def _load_table(self, name: str, entry: Mapping[str, Any], schema: Schema | None, lsn: int) -> TableState:
+        definition = None if schema is None else schema.tables.get(name)
+        try:
+            return checkpoints.load_table(self.path, name, entry, definition, lsn)
+        except CorruptionError as err:
+            warnings.warn(
+                ZapWarning(
+                    f"{err} Table {name!r} was rebuilt from its Lance dataset and the commit log instead; "
+                    "nothing is lost. The damaged file is replaced at the next checkpoint."
+                ),
+                stacklevel=2,
+            )
+            return checkpoints.rebuild_table(self.path, name, entry, definition)
 
     def _swap(self, info: checkpoints.CheckpointInfo) -> None:
         """Replace the states of the tables a checkpoint wrote by ones mapped from its files."""
         schema = None if info.schema is None else Schema.from_json(info.schema)
         written = {name: entry for name, entry in info.tables.items() if int(entry["lsn"]) == info.lsn}
-        loaded = {name: self._load_table(name, entry, schema) for name, entry in written.items()}
+        loaded = {name: self._load_table(name, entry, schema, info.lsn) for name, entry in written.items()}
         with self._apply_lock:
             for name, new in loaded.items():
                 old = self._tables.get(name)

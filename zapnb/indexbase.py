@@ -54,6 +54,7 @@ __all__ = [
     "choose_layout",
     "empty_keys",
     "first_duplicate",
+    "keys_from_sorted_arrow",
     "merge_keys",
     "sort_keys",
 ]

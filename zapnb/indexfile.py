@@ -40,6 +40,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import mmap as _mmap
 import os
 import struct
@@ -125,6 +126,8 @@ def save_index(
         os.replace(temp, path)
         fsync_dir(path.parent)
     except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
         raise io_error(err, path, "write", "The index file was not replaced.") from err
     return path
 
