@@ -139,3 +139,16 @@ def test_a_damaged_base_file_is_rebuilt_from_lance_with_a_warning(tmp_path: Path
         db._engine.checkpoint()
     with zapnb.connect(tmp_path) as db:
         assert len(_contents(db, "notes")) == 21
+
+
+def test_only_the_latest_checkpoints_files_are_kept(tmp_path: Path) -> None:
+    with zapnb.connect(tmp_path) as db:
+        db.deploy(SCHEMA, progress=False)
+        for round_ in range(3):
+            db.insert("notes", {"text": f"r{round_}"})
+            db._engine.checkpoint()
+        lsn = db._engine.snapshot().lsn
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == [f"notes-{lsn}.arrow"]
+    assert sorted(p.name for p in (tmp_path / "indexes").iterdir()) == sorted(
+        f"notes-{lsn}-{index}.zidx" for index in ("by_creation_time", "by_id", "by_text")
+    )

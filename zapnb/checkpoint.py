@@ -52,6 +52,7 @@ __all__ = [
     "load_table",
     "read_info",
     "rebuild_table",
+    "remove_unreferenced",
     "write_checkpoint",
 ]
 
@@ -210,7 +211,29 @@ def write_checkpoint(
         )
         kill_point("checkpoint.before_info_write")
         atomic_write_bytes(root / CHECKPOINT_FILE, info.to_json())
+        remove_unreferenced(root, info)
         return info
+
+
+def remove_unreferenced(root: Path, info: CheckpointInfo) -> list[Path]:
+    """Delete base and index files that ``info`` does not name (older checkpoints' files); return them.
+
+    A process that still maps an old file keeps reading it (the file lives on until it is unmapped); the Lance
+    datasets keep every version for point-in-time reads.
+    """
+    keep = {root / entry["base"]["path"] for entry in info.tables.values()}
+    keep |= {
+        root / "indexes" / f"{index['file']}.zidx"
+        for entry in info.tables.values()
+        for index in entry["indexes"].values()
+    }
+    removed = []
+    for folder, pattern in (("base", "*.arrow"), ("indexes", "*.zidx")):
+        for path in (root / folder).glob(pattern):
+            if path not in keep:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def write_table(

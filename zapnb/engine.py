@@ -43,6 +43,7 @@ from zapnb.faults import kill_point
 from zapnb.ids import FIRST_USER_TABLE_NUMBER
 from zapnb.index import IndexData, IndexSpec
 from zapnb.log import DEFAULT_SEGMENT_SIZE, CommitLog, LogRecord
+from zapnb.progress import progress
 from zapnb.schema import Schema
 from zapnb.tablestate import TableState
 
@@ -116,6 +117,7 @@ class Engine:
         self._writes_since_checkpoint = 0
         self._first_write_at: float | None = None
         self._checkpoint_mutex = threading.Lock()
+        self._deploying = False
 
     # --- opening and closing --------------------------------------------------------------------------------
 
@@ -246,7 +248,11 @@ class Engine:
             self._apply(writer.read_since(self._applied))
             check()
             lsn = writer.append(encode_record(record))
-        self.catch_up(until=lsn)
+        self._deploying = True  # this process's deploy shows its index builds' progress
+        try:
+            self.catch_up(until=lsn)
+        finally:
+            self._deploying = False
         return lsn
 
     def _check_conflicts(
@@ -326,7 +332,7 @@ class Engine:
                     state.drop_index(existing)
             for spec in wanted.values():
                 if spec.name not in state.indexes:
-                    state.add_index(spec, build_index(state, spec, lsn))
+                    state.add_index(spec, build_index(state, spec, lsn, show_progress=self._deploying))
 
     def _table(self, name: str) -> TableState:
         state = self._tables.get(name)
@@ -441,10 +447,14 @@ def user_index_specs(definition: Any) -> list[IndexSpec]:
     return [IndexSpec(name=i.name, fields=tuple(i.fields), kind="user") for i in definition.indexes]
 
 
-def build_index(state: TableState, spec: IndexSpec, lsn: int) -> IndexData:
-    """Build ``spec`` over the documents ``state`` holds at ``lsn``."""
+def build_index(state: TableState, spec: IndexSpec, lsn: int, *, show_progress: bool = False) -> IndexData:
+    """Build ``spec`` over the documents ``state`` holds at ``lsn`` (a progress bar for long builds)."""
     data = IndexData.build([], [], lsn=0)
-    added = [(spec.key_for(doc), str(doc["_id"])) for doc in state.documents(lsn)]
+    added = []
+    with progress(state.count(lsn), f"building {state.name}.{spec.name}", enabled=show_progress) as bar:
+        for doc in state.documents(lsn):
+            added.append((spec.key_for(doc), str(doc["_id"])))
+            bar.update(1)
     if added:
         data.apply(lsn, [], added)
     return data
