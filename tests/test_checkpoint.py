@@ -123,6 +123,10 @@ def test_a_damaged_base_file_is_rebuilt_from_lance_with_a_warning(tmp_path: Path
         db.deploy(SCHEMA, progress=False)
         ids = db.insert_many("notes", [{"text": f"t{i}", "n": i} for i in range(20)])
         db._engine.checkpoint()
+        db.patch(ids[5], {"n": 55})
+        db.delete(ids[6])
+        db.insert("notes", {"text": "late"})
+        db._engine.checkpoint()  # an incremental Lance commit
         db.patch(ids[3], {"text": "after"})
         expected, order = _contents(db, "notes"), _by_text(db)
         db._engine._writes_since_checkpoint = 0  # close without a new checkpoint: the patch stays in the log
@@ -139,6 +143,7 @@ def test_a_damaged_base_file_is_rebuilt_from_lance_with_a_warning(tmp_path: Path
         db._engine.checkpoint()
     with zapnb.connect(tmp_path) as db:
         assert len(_contents(db, "notes")) == 21
+        assert db.get(ids[5])["n"] == 55  # type: ignore[index]
 
 
 def test_only_the_latest_checkpoints_files_are_kept(tmp_path: Path) -> None:

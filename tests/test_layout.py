@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zapnb import SchemaValidationError, define_table, v
+from zapnb.documents import check_document
 from zapnb.errors import InvalidValueError
 from zapnb.examples.zapdev import schema as zapdev
 from zapnb.ids import Id
@@ -195,7 +196,7 @@ def test_zapdev_tables_round_trip_exactly(name: str, data: st.DataObject) -> Non
 
 @given(st.lists(st.tuples(ids_of("users"), st.dictionaries(names, zapnb_values, max_size=4)), max_size=5))
 def test_the_generic_layout_round_trips_any_document(raw: list[tuple[Id, dict[str, Any]]]) -> None:
-    docs = [{"_id": doc_id, "_creationTime": 1.0, **fields} for doc_id, fields in raw]
+    docs = [{"_id": doc_id, "_creationTime": 1.0, **check_document(fields)} for doc_id, fields in raw]
     layout = Layout.for_table(None)
     assert layout.arrow_schema.names == ["_id", "_creationTime", JSON_COLUMN]
     round_trips(layout, docs)

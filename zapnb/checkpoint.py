@@ -201,7 +201,8 @@ def write_checkpoint(
         for name, state in tables.items():
             if state.changed_since_base() or name not in entries:
                 definition = None if schema is None else schema.tables.get(name)
-                entries[name] = write_table(root, state, definition, lsn)
+                since = int(entries[name]["lsn"]) if name in entries else None
+                entries[name] = write_table(root, state, definition, lsn, since)
         info = CheckpointInfo(
             lsn=lsn,
             previous_lsn=0 if previous is None else previous.lsn,
@@ -237,11 +238,21 @@ def remove_unreferenced(root: Path, info: CheckpointInfo) -> list[Path]:
 
 
 def write_table(
-    root: Path, state: TableState, definition: TableDefinition | None, lsn: int
+    root: Path, state: TableState, definition: TableDefinition | None, lsn: int, since_lsn: int | None = None
 ) -> dict[str, Any]:
-    """Write one table as of ``lsn`` (base file, index files, Lance version); return its checkpoint entry."""
+    """Write one table as of ``lsn`` (base file, index files, Lance version); return its checkpoint entry.
+
+    ``since_lsn`` is the LSN of the table's previous checkpoint: when given, the Lance version is written as
+    an incremental commit of the documents changed since, if few changed.
+    """
     layout = Layout.for_table(definition, table=state.name)
     table, old_to_new, new_rows = _new_base(state, layout, lsn)
+    incremental = state.base is not None and state.base.schema.equals(layout.arrow_schema) and since_lsn
+    deleted = [
+        doc_id
+        for doc_id, history in state.overlay.items()
+        if _latest(history, lsn) == (True, None) and state.base_position(doc_id) >= 0
+    ]
     base = write_base(root / "base" / f"{state.name}-{lsn}.arrow", table)
     kill_point("checkpoint.after_base_write")
     indexes = {}
@@ -254,7 +265,18 @@ def write_table(
         data.merged(lsn, positions).save(root / "indexes", file_name)
         indexes[index_name] = {"fields": list(spec.fields), "kind": spec.kind, "file": file_name}
     kill_point("checkpoint.after_index_write")
-    version = write_table_version(root, state.name, table, lsn=lsn)
+    if incremental:
+        version = write_table_version(
+            root,
+            state.name,
+            table,
+            lsn=lsn,
+            changed_ids=list(new_rows),
+            deleted_ids=deleted,
+            since_lsn=since_lsn,
+        )
+    else:
+        version = write_table_version(root, state.name, table, lsn=lsn)
     kill_point("checkpoint.after_lance_commit")
     base_json = base.to_json()
     base_json["path"] = str(Path(base.path).relative_to(root))

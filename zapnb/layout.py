@@ -324,8 +324,9 @@ class Layout:
     def row_reader(self, table: pa.Table | pa.RecordBatch) -> Callable[[int], dict[str, Any]]:
         """A function that reads row ``i`` of ``table`` (in this layout) as a document, in microseconds.
 
-        The table is converted to a Polars frame on the first call (zero-copy where Arrow allows; about
-        60 ms for 1M rows), not before, so mapping a table and making its reader costs nothing.
+        The table is converted to a Polars frame on the first call (about 0.1 s for 1M messages), not
+        before, so mapping a table and making its reader costs nothing. A row then takes about 5 µs (a 1M-row
+        messages table; Polars' own ``row(i, named=True)`` takes 5.7 µs there).
 
         Examples
         --------

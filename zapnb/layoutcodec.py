@@ -464,26 +464,30 @@ def labeller(table: str) -> Decode:
     return label
 
 
-def decoder(codec: Codec) -> Decode | None:
-    """How a non-null cell of ``codec``'s column reads back as a value (``None``: as it is)."""
+def decoder(codec: Codec, from_json: bool = False) -> Decode | None:
+    """How a non-null cell of ``codec``'s column reads back as a value (``None``: as it is).
+
+    With ``from_json`` the cell is part of a value already decoded from JSON (a field that may be both
+    missing and null keeps its typed codec as ``inner``): only its IDs are labelled.
+    """
     if codec.kind == "json":
-        inner = None if codec.inner is None else decoder(codec.inner)
-        if inner is None:
-            return decode_json
+        inner = None if codec.inner is None else decoder(codec.inner, from_json=True)
+        if from_json or inner is None:
+            return inner if from_json else decode_json
         return lambda text: None if (value := decode_json(text)) is None else inner(value)
     if codec.kind == "id":
         assert codec.table is not None
         return labeller(codec.table)
     if codec.kind == "list":
         assert codec.element is not None
-        element = decoder(codec.element)
+        element = decoder(codec.element, from_json)
         if element is None:
             return None
-        if codec.element.nullable:
+        if codec.element.holds_none:
             return lambda cells: [None if cell is None else element(cell) for cell in cells]
         return lambda cells: [element(cell) for cell in cells]
     if codec.kind == "struct":
-        return _struct_decoder(codec)
+        return _json_struct_decoder(codec) if from_json else _struct_decoder(codec)
     return None
 
 
@@ -493,12 +497,28 @@ def _struct_decoder(codec: Codec) -> Decode:
     def decode(cells: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, decode_field, null_is_missing in plan:
-            cell = cells.get(name)  # a struct cell has every field; a value read from JSON may not
+            cell = cells[name]
             if cell is None:
                 if not null_is_missing:
                     out[name] = None
             else:
                 out[name] = cell if decode_field is None else decode_field(cell)
+        return out
+
+    return decode
+
+
+def _json_struct_decoder(codec: Codec) -> Decode | None:
+    """Label the IDs of an object decoded from JSON (its missing fields are absent, its nulls ``None``)."""
+    plan = [(slot.name, d) for slot in codec.fields if (d := decoder(slot.codec, from_json=True)) is not None]
+    if not plan:
+        return None
+
+    def decode(value: dict[str, Any]) -> dict[str, Any]:
+        out = dict(value)
+        for name, decode_field in plan:
+            if out.get(name) is not None:
+                out[name] = decode_field(out[name])
         return out
 
     return decode
