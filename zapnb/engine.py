@@ -397,13 +397,10 @@ class Engine:
             self.checkpoint()
 
     def _load_checkpoint(self, *, replace: bool = False) -> None:
-        info = checkpoints.read_info(self.path)
-        if info is None:
+        loaded = self._load_newest(lambda info: info.tables)
+        if loaded is None:
             return
-        schema = None if info.schema is None else Schema.from_json(info.schema)
-        tables = {
-            name: self._load_table(name, entry, schema, info.lsn) for name, entry in info.tables.items()
-        }
+        info, schema, tables = loaded
         with self._apply_lock:
             if not replace and self._applied:
                 return
@@ -414,11 +411,36 @@ class Engine:
             self._recent.clear()
             self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
 
+    def _load_newest(
+        self, pick: Callable[[checkpoints.CheckpointInfo], Mapping[str, Mapping[str, Any]]]
+    ) -> tuple[checkpoints.CheckpointInfo, Schema | None, dict[str, TableState]] | None:
+        """Load the tables ``pick`` chooses from the newest checkpoint.
+
+        Another process may checkpoint (and delete the files this one is about to map) in between: then the
+        newer checkpoint is loaded instead. Only a file that is damaged while it is still the newest is
+        rebuilt from Lance, with a warning.
+        """
+        info = checkpoints.read_info(self.path)
+        while info is not None:
+            schema = None if info.schema is None else Schema.from_json(info.schema)
+            tables: dict[str, TableState] = {}
+            try:
+                for name, entry in pick(info).items():
+                    tables[name] = self._load_table(name, entry, schema, info.lsn)
+            except _SupersededError as newer:
+                info = newer.info
+                continue
+            return info, schema, tables
+        return None
+
     def _load_table(self, name: str, entry: Mapping[str, Any], schema: Schema | None, lsn: int) -> TableState:
         definition = None if schema is None else schema.tables.get(name)
         try:
             return checkpoints.load_table(self.path, name, entry, definition, lsn)
         except CorruptionError as err:
+            now = checkpoints.read_info(self.path)
+            if now is not None and now.lsn != lsn:
+                raise _SupersededError(now) from err
             warnings.warn(
                 ZapWarning(
                     f"{err} Table {name!r} was rebuilt from its Lance dataset and the commit log instead; "
@@ -430,16 +452,29 @@ class Engine:
 
     def _swap(self, info: checkpoints.CheckpointInfo) -> None:
         """Replace the states of the tables a checkpoint wrote by ones mapped from its files."""
-        schema = None if info.schema is None else Schema.from_json(info.schema)
-        written = {name: entry for name, entry in info.tables.items() if int(entry["lsn"]) == info.lsn}
-        loaded = {name: self._load_table(name, entry, schema, info.lsn) for name, entry in written.items()}
+        loaded = self._load_newest(
+            lambda newest: {n: e for n, e in newest.tables.items() if int(e["lsn"]) == newest.lsn}
+        )
+        if loaded is None:
+            return
+        newest, _schema, tables = loaded
         with self._apply_lock:
-            for name, new in loaded.items():
+            if newest.lsn > self._applied:
+                return  # not caught up with that checkpoint yet: the watcher swaps it in later
+            for name, new in tables.items():
                 old = self._tables.get(name)
                 if old is not None and set(old.indexes) == set(new.indexes):
                     self._tables[name] = checkpoints.carry_over(old, new)
-            self._checkpoint_lsn = max(self._checkpoint_lsn, info.lsn)
+            self._checkpoint_lsn = max(self._checkpoint_lsn, newest.lsn)
             self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
+
+
+class _SupersededError(Exception):
+    """A checkpoint's files vanished because a newer checkpoint replaced it."""
+
+    def __init__(self, info: checkpoints.CheckpointInfo) -> None:
+        super().__init__(f"checkpoint {info.lsn} superseded")
+        self.info = info
 
 
 def user_index_specs(definition: Any) -> list[IndexSpec]:
