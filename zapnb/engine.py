@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from zapnb import checkpoint as checkpoints
 from zapnb.changes import ChangeSet, Commit, Deploy, ReadRange, Record, Write, decode_record, encode_record
+from zapnb.durable import atomic_write_bytes
 from zapnb.errors import (
     ClosedError,
     ConflictError,
@@ -531,13 +532,4 @@ def _check_format(root: Path) -> None:
 
 
 def _write_marker(marker: Path) -> None:
-    temp = marker.with_suffix(".tmp")
-    temp.write_text(json.dumps({"format": FORMAT_VERSION, "created": time.time()}))
-    with open(temp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temp, marker)
-    descriptor = os.open(marker.parent, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    atomic_write_bytes(marker, json.dumps({"format": FORMAT_VERSION, "created": time.time()}).encode())

@@ -51,10 +51,11 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from zapnb.durable import fsync_dir
 from zapnb.errors import CorruptionError, FormatVersionError
 from zapnb.faults import kill_point
 from zapnb.indexbase import FixedKeys, SortedKeys, VarKeys
-from zapnb.logformat import fsync_dir, io_error
+from zapnb.logformat import io_error
 
 __all__ = ["FORMAT_VERSION", "SUFFIX", "index_path", "load_index", "save_index"]
 

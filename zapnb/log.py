@@ -57,6 +57,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal
 
+from zapnb.durable import fsync_dir
 from zapnb.errors import (
     ClosedError,
     InvalidValueError,
@@ -79,7 +80,6 @@ from zapnb.logformat import (
     create_segment,
     encode_record,
     end_mark,
-    fsync_dir,
     header_problem,
     io_error,
     list_segments,

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from zapnb.durable import fsync_dir
 from zapnb.errors import CorruptionError, FormatVersionError, InvalidValueError, StorageIOError
 from zapnb.faults import kill_point
 
@@ -276,15 +277,6 @@ def segment_name(start: int) -> str:
 def list_segments(directory: Path) -> list[int]:
     """The first LSNs of the segments in ``directory``, ascending."""
     return sorted(int(m.group(1)) for m in map(_NAME.match, os.listdir(directory)) if m)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the directory's entries (created, renamed, deleted files) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:
