@@ -55,7 +55,7 @@ class Sampler:
         kept: list[R] = []
         deadline = time.perf_counter() + self.budget
         with tqdm(
-            total=len(args), desc=f"{self.label} {op}", leave=False, mininterval=0.5, position=1
+            total=len(args), desc=f"{self.label} {op}", leave=False, mininterval=0.5, position=1, disable=None
         ) as bar:
             for arg in args:
                 began = time.perf_counter_ns()

@@ -146,23 +146,24 @@ def problems(results: Results, order: Sequence[str]) -> list[str]:
     return lines
 
 
-_SUMMARY: Final = (
-    ("W1 rows/s", "W1", "rows_per_s", "{:,.0f}"),
-    ("W2 ops/s", "W2", "ops_per_s", "{:,.0f}"),
-    ("W2 p50 us", "W2", "p50_us", "{:,.0f}"),
-    ("W3 ops/s", "W3", "ops_per_s", "{:,.0f}"),
-    ("Q1 p50 us", "Q1", "p50_us", "{:,.0f}"),
-    ("Q2 p50 us", "Q2", "p50_us", "{:,.0f}"),
-    ("Q3 ms", "Q3", "total_ms", "{:,.0f}"),
-    ("Q4 ms", "Q4", "collect_ms", "{:,.1f}"),
-    ("Q5 p50 us", "Q5", "p50_us", "{:,.0f}"),
-    ("open ms", "Open", "open_ms", "{:,.0f}"),
-    ("peak RSS MB", "W1", "peak_rss_mb", "{:,.0f}"),
+_SUMMARY: Final = (  # header, operation, metric, format, higher is better
+    ("W1 rows/s", "W1", "rows_per_s", "{:,.0f}", True),
+    ("W2 ops/s", "W2", "ops_per_s", "{:,.0f}", True),
+    ("W2 p50 us", "W2", "p50_us", "{:,.0f}", False),
+    ("W3 ops/s", "W3", "ops_per_s", "{:,.0f}", True),
+    ("Q1 p50 us", "Q1", "p50_us", "{:,.0f}", False),
+    ("Q2 p50 us", "Q2", "p50_us", "{:,.0f}", False),
+    ("Q3 ms", "Q3", "total_ms", "{:,.0f}", False),
+    ("Q4 ms", "Q4", "collect_ms", "{:,.1f}", False),
+    ("Q5 p50 us", "Q5", "p50_us", "{:,.0f}", False),
+    ("open ms", "Open", "open_ms", "{:,.0f}", False),
+    ("peak RSS MB", "W1", "peak_rss_mb", "{:,.0f}", False),
 )
 
 
-def summary(results: Results, order: Sequence[str]) -> str:
-    """One row per system with its headline numbers (medians), as in the workload's table of peers."""
+def summary(results: Results, order: Sequence[str], *, ratios: bool = False) -> str:
+    """One row per system with its headline numbers (medians), as in the workload's table of peers; with
+    ``ratios``, each number's ratio to SQLite's instead (WAL FULL for W2 and W3, NORMAL otherwise)."""
     lines = [
         "| system | " + " | ".join(name for name, *_ in _SUMMARY) + " |",
         "|---|" + "---:|" * len(_SUMMARY),
@@ -170,10 +171,15 @@ def summary(results: Results, order: Sequence[str]) -> str:
     for key in order:
         if key not in results:
             continue
-        ops = results[key]["ops"]
         cells = []
-        for _, op, metric, fmt in _SUMMARY:
-            value = ops.get(op, {}).get(metric)
-            cells.append("-" if value is None else fmt.format(value))
+        for _, op, metric, fmt, higher in _SUMMARY:
+            value = results[key]["ops"].get(op, {}).get(metric)
+            if value is None:
+                cells.append("-")
+            elif ratios:
+                base = results.get("sqlite-full" if op in ("W2", "W3") else "sqlite", {}).get("ops", {})
+                cells.append(_ratio(value, base.get(op, {}).get(metric) or 0.0, higher))
+            else:
+                cells.append(fmt.format(value))
         lines.append(f"| {results[key]['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--only W1,W2,...] [--peers sqlite,duckdb,...] [--budget S] [--dir D]
 
-The workload (``workload.py``, see /work/shared/bench/WORKLOAD.md) is generated once; then each system
+The workload (``workload.py``; see docs/benchmarks.md) is generated once; then each system
 loads it and runs the operations in a process of its own (``measure.py``), with its database in real files
 under a temporary directory (``--dir`` chooses where: put it on the disk you want to measure). The results
 are printed as one Markdown table per operation, with each system's ratio to SQLite WAL measured in the
@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     print(render(record["results"], args.systems, args.ops))
     print("\n### Summary (medians)\n")
     print(summary(record["results"], args.systems))
+    print("\n### Summary as speed relative to SQLite (WAL FULL for W2 and W3, NORMAL otherwise)\n")
+    print(summary(record["results"], args.systems, ratios=True))
     path = _results_path(args, started)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
