@@ -14,6 +14,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -73,7 +74,21 @@ def test(quick: bool, pytest_args: list[str]) -> None:
     _run(BIN / "mypy")
     marker = ["-m", "not slow"] if quick else []
     sanitize = ["--nbval-sanitize-with", "notebooks/sanitize.cfg"]
-    _run(PYTHON, "-m", "pytest", "--nbval", *sanitize, *marker, "tests", "zapnb", "notebooks", *pytest_args)
+    with tempfile.TemporaryDirectory(prefix="zapnb-notebooks-") as data_dir:  # the notebooks start empty
+        env = {**os.environ, "ZAPNB_DATA_DIR": data_dir}
+        _run(
+            PYTHON,
+            "-m",
+            "pytest",
+            "--nbval",
+            *sanitize,
+            *marker,
+            "tests",
+            "zapnb",
+            "notebooks",
+            *pytest_args,
+            env=env,
+        )
 
 
 def main(argv: list[str]) -> None:

@@ -22,7 +22,9 @@ def execute(path: Path) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         resources = {"metadata": {"path": str(path.parent)}}
         client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources=resources)
-        client.km_kwargs = {"env": {**os.environ, "ZAPNB_DATA_DIR": data_dir}}
+        os.environ["ZAPNB_DATA_DIR"] = (
+            data_dir  # the kernel inherits it: every run starts from an empty database
+        )
         client.execute()
     notebook.metadata.pop("widgets", None)
     for number, cell in enumerate(notebook.cells):

@@ -157,3 +157,11 @@ def test_only_the_latest_checkpoints_files_are_kept(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "indexes").iterdir()) == sorted(
         f"notes-{lsn}-{index}.zidx" for index in ("by_creation_time", "by_id", "by_text")
     )
+
+
+def test_an_index_deployed_over_checkpointed_documents_reads_them(tmp_path: Path) -> None:
+    with zapnb.connect(tmp_path) as db:
+        db.insert_many("notes", [{"text": f"t{i}"} for i in range(5)])
+        db._engine.checkpoint()
+        db.deploy(SCHEMA, progress=False)  # builds by_text over documents that live in the base
+        assert _by_text(db) == [f"t{i}" for i in range(5)]

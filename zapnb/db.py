@@ -10,15 +10,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from zapnb.deploy import DeployReport, deploy
 from zapnb.engine import Engine
 from zapnb.errors import ConflictError
+from zapnb.functions import Function, Runner, UserIdentity
 from zapnb.ids import Id
+from zapnb.queries import Query
 from zapnb.schema import Schema
 from zapnb.transaction import Transaction
 from zapnb.validator_kinds import ObjectValidator, OptionalValidator
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["DEFAULT_DIRECTORY", "Database", "connect"]
 
@@ -29,6 +34,7 @@ WRITE_ATTEMPTS = 5
 
 Durability = Literal["full", "process"]
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def connect(path: str | os.PathLike[str] | None = None, *, durability: Durability = "full") -> Database:
@@ -58,8 +64,12 @@ def connect(path: str | os.PathLike[str] | None = None, *, durability: Durabilit
 class Database:
     """An open zapnb database. Thread-safe; use one per process (a forked child must connect again)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, *, identity: UserIdentity | None = None, runner: Runner | None = None
+    ) -> None:
         self._engine = engine
+        self._identity = identity
+        self._runner = Runner(engine) if runner is None else runner
 
     @property
     def path(self) -> Path:
@@ -83,7 +93,43 @@ class Database:
         """A transaction: ``with db.transaction() as tx:`` commits at the end, or discards on an exception."""
         return Transaction(self._engine)
 
+    # --- functions ------------------------------------------------------------------------------------------
+
+    def run(self, fn: Function[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a ``@zapnb.query`` or ``@zapnb.mutation`` with keyword arguments and return its result.
+
+        A query reads at one snapshot; a mutation commits all its writes or none, and is re-run when it
+        conflicts with another commit (:class:`~zapnb.ConflictError` after a few attempts). Bad arguments
+        raise :class:`~zapnb.ArgumentValidationError`. Every run is recorded in :meth:`logs`.
+        """
+        return self._runner.run(fn, args, kwargs, self._identity)
+
+    def as_user(self, identity: UserIdentity | Mapping[str, Any] | str | None) -> Database:
+        """This database as seen by ``identity``: ``ctx.auth.get_user_identity()`` returns it in functions.
+
+        ``identity`` is a subject (``"alice"``), a dict of claims with at least ``"subject"``, a
+        :class:`~zapnb.UserIdentity`, or ``None`` for no user. The view shares this connection and its run
+        log; closing either closes both.
+        """
+        user = None if identity is None else UserIdentity.of(identity)
+        return Database(self._engine, identity=user, runner=self._runner)
+
+    def logs(self) -> pl.DataFrame:
+        """The recent function runs, oldest first, one row each (the last 10,000 runs of this process).
+
+        Columns: ``function``, ``kind``, ``started_at``, ``duration_ms``, ``documents_read``, ``bytes_read``,
+        ``documents_written``, ``bytes_written``, ``outcome`` (``success``, ``error`` or ``conflict``),
+        ``attempts``, ``error_type`` and ``error_message``.
+        """
+        return self._runner.runs.frame()
+
     # --- one-statement transactions -------------------------------------------------------------------------
+
+    def query(self, table: str) -> Query:
+        """A query of ``table``: ``.with_index(...)``, ``.order(...)``, ``.filter(...)``, then a terminal such
+        as ``.collect()`` (a typed Polars frame). Each terminal reads the newest snapshot (``zapnb.query``).
+        """
+        return Query(self._engine, table)
 
     def get(self, doc_id: str) -> dict[str, Any] | None:
         """The document with this ID, or ``None``."""

@@ -386,3 +386,206 @@ class ZapWarning(ZapError, UserWarning):  # noqa: N818 (a warning: raised only w
     Filter it with ``warnings.filterwarnings("ignore", category=zapnb.errors.ZapWarning)``; turn it into an
     error with ``"error"`` to stop at the first one instead (it is then raised, as a ``ZapError``).
     """
+
+
+# --- functions (zapnb.functions) ----------------------------------------------------------------------------
+
+
+class FunctionDefinitionError(ZapError):
+    """A ``@zapnb.query`` or ``@zapnb.mutation`` that cannot be defined: bad ``args`` validators, or ``args``
+    that do not match the handler's parameters.
+
+    Attributes
+    ----------
+    function:
+        The function's name.
+    """
+
+    def __init__(self, message: str, *, function: str) -> None:
+        super().__init__(message)
+        self.function = function
+
+
+class ReadOnlyError(ZapError):
+    """A write (``insert``, ``patch``...) attempted through ``ctx.db`` inside a query, which only reads.
+
+    Attributes
+    ----------
+    function:
+        The query's name.
+    operation:
+        The write that was refused, for example ``"insert"``.
+    """
+
+    def __init__(self, message: str, *, function: str, operation: str) -> None:
+        super().__init__(message)
+        self.function = function
+        self.operation = operation
+
+
+# --- queries (zapnb.queries, zapnb.ranges, zapnb.filters) ---
+
+
+class IndexNotFoundError(ZapError):
+    """A query on an index its table does not have (message: ``Index projects.by_x not found.``).
+
+    Attributes
+    ----------
+    table:
+        The table queried.
+    index:
+        The index name asked for.
+    available:
+        The indexes the table does have, built-in ones included.
+    """
+
+    def __init__(self, message: str, *, table: str, index: str, available: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.table = table
+        self.index = index
+        self.available = available
+
+
+class IndexStagedError(ZapError):
+    """A query on a ``staged=True`` index, which cannot be queried until a deploy enables it.
+
+    Attributes
+    ----------
+    table:
+        The table queried.
+    index:
+        The staged index.
+    """
+
+    def __init__(self, message: str, *, table: str, index: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.index = index
+
+
+class InvalidIndexRangeError(ZapError):
+    """An index range that its index cannot answer (see ``.with_index``): zero or more ``eq`` on the first
+    index fields in order, then at most one lower and one upper bound on the next field.
+
+    Attributes
+    ----------
+    index:
+        The index, as ``table.index``.
+    index_fields:
+        The fields the index orders by, ending with ``_creationTime`` (``_id`` may follow it in a range).
+    query_fields:
+        The fields the range used, equalities first (in index order), then the bounded field.
+    field:
+        The first field that breaks the rule.
+    reason:
+        Convex's name for the rule broken: ``"InvalidIndexRange"``, ``"FieldNotInIndex"``,
+        ``"AlreadyDefinedBound"`` or ``"BoundsOnMultipleFields"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: str,
+        index_fields: tuple[str, ...],
+        query_fields: tuple[str, ...],
+        field: str,
+        reason: str,
+    ) -> None:
+        super().__init__(message)
+        self.index = index
+        self.index_fields = index_fields
+        self.query_fields = query_fields
+        self.field = field
+        self.reason = reason
+
+
+class FilterExpressionError(ZapError):
+    """A filter expression that cannot be built or evaluated: arithmetic mixing int64 and float64 or on
+    values that are not numbers, an int64 division by zero, ``and_``/``or_``/``not_`` or a whole filter on a
+    value that is not a boolean, or an argument that is neither an expression nor a zapnb value.
+
+    Attributes
+    ----------
+    operation:
+        The operation, for example ``"add"`` or ``"filter"``.
+    values:
+        The values it was given (empty when building failed).
+    """
+
+    def __init__(self, message: str, *, operation: str, values: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.values = values
+
+
+class NotUniqueError(ZapError):
+    """``unique()`` on a query that matched more than one document.
+
+    Attributes
+    ----------
+    table:
+        The table queried.
+    ids:
+        The IDs of the first two documents that matched.
+    """
+
+    def __init__(self, message: str, *, table: str, ids: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.table = table
+        self.ids = ids
+
+
+class InvalidCursorError(ZapError):
+    """A pagination cursor that is not one, or that another query made.
+
+    Attributes
+    ----------
+    cursor:
+        The cursor given.
+    reason:
+        ``"malformed"`` or ``"other query"``.
+    """
+
+    def __init__(self, message: str, *, cursor: str, reason: str) -> None:
+        super().__init__(message)
+        self.cursor = cursor
+        self.reason = reason
+
+
+class InvalidQueryError(ZapError):
+    """A query built or called the wrong way: ``with_index`` twice, an order other than ``"asc"``/``"desc"``,
+    a negative ``take``, a range or filter function that returns the wrong thing...
+
+    Attributes
+    ----------
+    method:
+        The method called wrongly, for example ``"take"``.
+    """
+
+    def __init__(self, message: str, *, method: str) -> None:
+        super().__init__(message)
+        self.method = method
+
+
+class FilterScanWarning(ZapWarning):
+    """A filter that read many documents for each one it returned: an index range would read only those.
+
+    Attributes
+    ----------
+    table:
+        The table queried.
+    index:
+        The index scanned (``by_creation_time`` for a query without ``with_index``).
+    scanned:
+        The documents read.
+    returned:
+        The documents that passed the filter.
+    """
+
+    def __init__(self, message: str, *, table: str, index: str, scanned: int, returned: int) -> None:
+        super().__init__(message)
+        self.table = table
+        self.index = index
+        self.scanned = scanned
+        self.returned = returned

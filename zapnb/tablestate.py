@@ -97,7 +97,8 @@ class TableState:
         for lsn, doc in reversed(self.overlay.get(doc_id, ())):
             if lsn <= snapshot and doc is not None:
                 return doc
-        return self.read_row(entry.position)
+        # a base document: a base entry, or a delta entry of an index built since the base (deploy)
+        return self.read_row(entry.position if entry.position >= 0 else self.base_position(doc_id))
 
     def _base_id(self, position: int) -> str:
         if self.base is not None:

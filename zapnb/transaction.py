@@ -14,7 +14,7 @@ Every write of zapnb, from ``db.insert`` to a bulk import, goes through :meth:`T
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zapnb.changes import ReadRange, Write
 from zapnb.documents import check_document
@@ -24,6 +24,9 @@ from zapnb.ids import FIRST_USER_TABLE_NUMBER, Id, new_ids
 from zapnb.keys import encode_key, encode_value, prefix_end
 from zapnb.schema_rules import check_table_name
 from zapnb.values import UNSET
+
+if TYPE_CHECKING:
+    from zapnb.queries import Query
 
 __all__ = ["Transaction"]
 
@@ -64,6 +67,18 @@ class Transaction:
             return None
         number = self._numbers().get(table)
         return Id(text, table=table) if number == decoded.table_number else None
+
+    def query(self, table: str) -> Query:
+        """A query of ``table`` reading this transaction's snapshot and its own writes (``zapnb.query``)."""
+        from zapnb.queries import Query
+
+        self._check_open()
+        return Query(self, table)
+
+    @property
+    def writes(self) -> tuple[Write, ...]:
+        """The writes so far, one per document (its latest), in the order the documents were first written."""
+        return tuple(self._writes.values())
 
     def record_read(self, read: ReadRange) -> None:
         """Add an index range to the read set (queries call this with the ranges they scanned)."""

@@ -519,6 +519,10 @@ class RecordValidator(Validator):
         return {"type": "record", "keys": self.keys.to_json(), "values": self.values.to_json()}
 
 
+def _members(validator: Validator) -> tuple[Validator, ...]:
+    return validator.members if isinstance(validator, UnionValidator) else (validator,)
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class UnionValidator(Validator):
     """``v.union(a, b, ...)``: a value matching any member; the first member that matches normalizes it."""
@@ -535,6 +539,9 @@ class UnionValidator(Validator):
             )
         for member in self.members:
             _check_not_optional(member, "v.union(...)")
+        # a union nested in a union is the same set of values as its members in place (and types like it)
+        flat = tuple(m for member in self.members for m in (_members(member)))
+        object.__setattr__(self, "members", flat)
         has_ids = any(isinstance(member, IdValidator) for member in self.members)
         strings = [m.value for m in self.members if isinstance(m, LiteralValidator) and type(m.value) is str]
         object.__setattr__(self, "_strings", frozenset() if has_ids else frozenset(strings))

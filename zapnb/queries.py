@@ -1,0 +1,545 @@
+"""Queries: ``db.query("t").with_index(...).order(...).filter(...)`` and their results as Polars frames.
+
+Responsibilities:
+
+- :class:`Query`, an immutable builder (each call returns a new query) over a table, an index range
+  (:mod:`zapnb.ranges`), an order and filters (:mod:`zapnb.filters`);
+- its terminals: ``collect()`` and ``take(n)`` (typed frames, :mod:`zapnb.frames`), ``first()``,
+  ``unique()`` and iteration (exact documents), ``paginate(...)`` (:mod:`zapnb.pagination`), ``count()`` and
+  ``explain()``;
+- reading inside a transaction (:mod:`zapnb.scan`: its own writes included) and recording what was read as
+  index key ranges: the whole range for ``collect()``, ``count()`` and iteration; for ``take(n)``,
+  ``first()``, ``unique()`` and ``paginate()`` only up to the last key read, so a later insert beyond it does
+  not conflict. A filter reads every document it passes over, so its range runs to the last one examined.
+
+A query from ``db.query`` reads the newest snapshot each time a terminal runs; one from ``tx.query`` (or
+``ctx.db.query``) reads its transaction's snapshot and writes. Without ``with_index`` a query reads
+``by_creation_time``. A filter that reads more than 1,000 documents for each one it returns, or all of a
+table of over 10,000, warns with :class:`~zapnb.errors.FilterScanWarning`: use an index range instead.
+
+Examples
+--------
+>>> import tempfile, zapnb
+>>> from zapnb import v
+>>> with tempfile.TemporaryDirectory() as data, zapnb.connect(data) as db:
+...     _ = db.deploy(zapnb.define_schema({
+...         "tasks": zapnb.define_table({"owner": v.string(), "n": v.int64()}).index("by_owner", ["owner"]),
+...     }), progress=False)
+...     rows = [{"owner": "ann", "n": 1}, {"owner": "bob", "n": 2}, {"owner": "ann", "n": 3}]
+...     _ = db.insert_many("tasks", rows)
+...     mine = db.query("tasks").with_index("by_owner", lambda q: q.eq("owner", "ann")).order("desc")
+...     print(mine.collect().select("owner", "n"))
+...     big = db.query("tasks").filter(lambda q: q.gt(q.field("n"), 1))
+...     print(mine.count(), mine.first()["n"], big.count())
+shape: (2, 2)
+┌───────┬─────┐
+│ owner ┆ n   │
+│ ---   ┆ --- │
+│ str   ┆ i64 │
+╞═══════╪═════╡
+│ ann   ┆ 3   │
+│ ann   ┆ 1   │
+└───────┴─────┘
+2 3 2
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from zapnb import scan
+from zapnb.changes import ReadRange
+from zapnb.errors import (
+    FilterScanWarning,
+    IndexNotFoundError,
+    IndexStagedError,
+    InvalidQueryError,
+    NotUniqueError,
+)
+from zapnb.filters import Expr, FilterBuilder, as_expr, compile_filter
+from zapnb.frames import FrameShape, build_frame, frame_shape
+from zapnb.index import IndexSpec
+from zapnb.layoutcodec import labeller
+from zapnb.pagination import (
+    DEFAULT_MAXIMUM_ROWS_READ,
+    PageStatus,
+    PaginationResult,
+    after,
+    cursor_bounds,
+    fingerprint,
+    make_cursor,
+)
+from zapnb.ranges import IndexRangeBuilder, KeyRange, compile_range, field_validators, literal_coercer
+from zapnb.transaction import Transaction
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from zapnb.engine import Engine, Snapshot
+    from zapnb.schema import Schema, TableDefinition
+
+__all__ = ["FULL_SCAN_WARNING", "SCAN_WARNING_RATIO", "Explain", "Order", "PaginationResult", "Query"]
+
+Order = Literal["asc", "desc"]
+Document = dict[str, Any]
+
+SCAN_WARNING_RATIO: Final = 1_000
+"""A filter that reads more than this many documents for each one it returns warns."""
+FULL_SCAN_WARNING: Final = 10_000
+"""A filter over a whole table that reads more than this many documents warns."""
+DEFAULT_ORDER_INDEX: Final = "by_creation_time"
+
+
+@dataclass(frozen=True)
+class Explain:
+    """How a query ran: what ``query.explain()`` returns.
+
+    Attributes
+    ----------
+    table, index:
+        The table and the index read.
+    index_fields:
+        The fields the index orders by (``_creationTime`` last).
+    range:
+        The index range in builder syntax, with values as compared (``"all"``: the whole index).
+    order:
+        ``"asc"`` or ``"desc"``.
+    filters:
+        The filter expressions, as text.
+    scanned:
+        Documents read from the index range (every document for a filter; otherwise the ones returned).
+    returned:
+        Documents the query returned.
+    advice:
+        What to change when the query reads far more than it returns, else ``None``.
+    """
+
+    table: str
+    index: str
+    index_fields: tuple[str, ...]
+    range: str
+    order: Order
+    filters: tuple[str, ...]
+    scanned: int
+    returned: int
+    advice: str | None
+
+    def __str__(self) -> str:
+        lines = [
+            f"table {self.table}, index {self.index} {list(self.index_fields)}, order {self.order}",
+            f"range: {self.range}",
+            *(f"filter: {text}" for text in self.filters),
+            f"scanned {self.scanned} documents, returned {self.returned}",
+        ]
+        return "\n".join(lines if self.advice is None else [*lines, self.advice])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A query compiled against one schema: its index, key range, filter closure and frame shape."""
+
+    schema: Schema | None
+    spec: IndexSpec
+    keys: KeyRange
+    predicate: Callable[[Mapping[str, Any]], bool] | None
+    shape: FrameShape
+
+    def fingerprint(self, table: str, order: Order, filters: tuple[Expr, ...]) -> str:
+        """The query's fingerprint, kept in its cursors."""
+        texts = [repr(expr) for expr in filters]
+        return fingerprint(table, self.spec.name, self.spec.fields, self.keys, order, texts)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What one pass over a range read: the rows kept, how many documents it examined, the last key examined,
+    whether it reached the end of the range, and the key in the middle of what it examined."""
+
+    rows: list[scan.Row]
+    scanned: int
+    last: bytes | None
+    exhausted: bool
+    middle: bytes | None = None
+
+
+def _table_definition(schema: Schema | None, table: str) -> TableDefinition | None:
+    return None if schema is None else schema.tables.get(table)
+
+
+def _resolve_index(snapshot: Snapshot, table: str, name: str) -> IndexSpec:
+    spec = _declared_index(snapshot, table, name)
+    state = snapshot.tables.get(table)
+    if state is not None and name in state.indexes and state.indexes[name][0] == spec:
+        return state.indexes[name][0]  # the table's own spec: its key function is already built
+    return spec
+
+
+def _declared_index(snapshot: Snapshot, table: str, name: str) -> IndexSpec:
+    if name == "by_id":
+        return IndexSpec.by_id()
+    if name == "by_creation_time":
+        return IndexSpec.by_creation_time()
+    definition = _table_definition(snapshot.catalog.schema, table)
+    declared = {} if definition is None else {index.name: index for index in definition.indexes}
+    if name not in declared:
+        raise IndexNotFoundError(
+            f"Index {table}.{name} not found.",
+            table=table,
+            index=name,
+            available=("by_creation_time", "by_id", *sorted(declared)),
+        )
+    if declared[name].staged:
+        raise IndexStagedError(
+            f"Index {table}.{name} is currently staged and not available to query until it is enabled. "
+            "Deploy the schema with this index's staged=False to enable it.",
+            table=table,
+            index=name,
+        )
+    return IndexSpec(name, declared[name].fields)
+
+
+class Query:
+    """A query of one table. Immutable: ``with_index``, ``order`` and ``filter`` return new queries.
+
+    Make one with ``db.query(table)``, ``tx.query(table)`` or ``ctx.db.query(table)``.
+    """
+
+    __slots__ = ("_cache", "_filters", "_index", "_order", "_range", "_source", "table")
+
+    def __init__(
+        self,
+        source: Engine | Transaction,
+        table: str,
+        *,
+        index: str | None = None,
+        range: IndexRangeBuilder | None = None,
+        order: Order = "asc",
+        filters: tuple[Expr, ...] = (),
+    ) -> None:
+        if not isinstance(table, str) or not table:
+            raise InvalidQueryError(f"query() takes a table name, not {table!r}.", method="query")
+        self._source = source
+        self.table = table
+        self._index = index
+        self._range = range if range is not None else IndexRangeBuilder()
+        self._order: Order = order
+        self._filters = filters
+        self._cache: list[_Plan] = []
+
+    def _with(self, **changes: Any) -> Query:
+        fields = {"index": self._index, "range": self._range, "order": self._order, "filters": self._filters}
+        return Query(self._source, self.table, **{**fields, **changes})
+
+    # --- building -------------------------------------------------------------------------------------------
+
+    def with_index(
+        self, name: str, range: Callable[[IndexRangeBuilder], IndexRangeBuilder] | None = None
+    ) -> Query:
+        """Read the index ``name``, limited to ``range`` (``lambda q: q.eq("a", 1).gt("b", 2)``).
+
+        Raises :class:`~zapnb.errors.IndexNotFoundError` for an unknown index and
+        :class:`~zapnb.errors.InvalidIndexRangeError` for a range the index cannot answer.
+        """
+        if self._index is not None:
+            raise InvalidQueryError(
+                f"This query already reads index {self._index!r}: call with_index once, on db.query(...).",
+                method="with_index",
+            )
+        built = IndexRangeBuilder() if range is None else range(IndexRangeBuilder())
+        if not isinstance(built, IndexRangeBuilder):
+            raise InvalidQueryError(
+                f"The range function of with_index({name!r}, ...) returned {built!r}; return the builder it "
+                'was given, as in lambda q: q.eq("field", value).',
+                method="with_index",
+            )
+        query = self._with(index=name, range=built)
+        query._plan(query._snapshot())  # check the index and the range now, where the mistake is
+        return query
+
+    def order(self, order: Order) -> Query:
+        """Return rows in ascending (``"asc"``, the default) or descending index order."""
+        if order not in ("asc", "desc"):
+            raise InvalidQueryError(f'order() takes "asc" or "desc", not {order!r}.', method="order")
+        return self._with(order=order)
+
+    def filter(self, predicate: Callable[[FilterBuilder], Any]) -> Query:
+        """Keep the documents for which ``predicate(q)``'s expression is true (several filters AND together).
+
+        Filters read every document of the range; prefer an index range where one fits.
+        """
+        built = predicate(FilterBuilder())
+        if not isinstance(built, Expr) and not isinstance(built, bool):
+            raise InvalidQueryError(
+                f"The filter function returned {built!r}; return an expression such as "
+                'q.eq(q.field("status"), "active").',
+                method="filter",
+            )
+        return self._with(filters=(*self._filters, as_expr(built, "filter")))
+
+    # --- compiling ------------------------------------------------------------------------------------------
+
+    @property
+    def index(self) -> str:
+        """The index read (``by_creation_time`` unless ``with_index`` chose one)."""
+        return self._index or DEFAULT_ORDER_INDEX
+
+    def _snapshot(self) -> Snapshot:
+        if isinstance(self._source, Transaction):
+            return self._source.snapshot
+        return self._source.snapshot()
+
+    def _plan(self, snapshot: Snapshot) -> _Plan:
+        schema = snapshot.catalog.schema
+        if self._cache and self._cache[0].schema is schema:
+            return self._cache[0]
+        spec = _resolve_index(snapshot, self.table, self.index)
+        definition = _table_definition(schema, self.table)
+        keys = compile_range(self.table, spec, self._range, literal_coercer(definition))
+        predicate = None
+        if self._filters:
+            validators_of = field_validators(definition)
+            checks = [compile_filter(expr, validators_of) for expr in self._filters]
+            predicate = checks[0] if len(checks) == 1 else _all_of(checks)
+        plan = _Plan(schema, spec, keys, predicate, frame_shape(self.table, schema))
+        self._cache[:] = [plan]
+        return plan
+
+    def _start(self) -> tuple[Transaction, _Plan, scan.Source]:
+        tx = self._source if isinstance(self._source, Transaction) else Transaction(self._source)
+        tx._check_open()
+        plan = self._plan(tx.snapshot)
+        state = tx.snapshot.tables.get(self.table)
+        pending = scan.pending_writes(tx, self.table) if tx.writes else []
+        return tx, plan, scan.Source(self.table, state, plan.spec, tx.snapshot.lsn, pending)
+
+    # --- reading --------------------------------------------------------------------------------------------
+
+    def _read(
+        self,
+        source: scan.Source,
+        plan: _Plan,
+        bounds: tuple[bytes | None, bytes | None],
+        limit: int | None = None,
+        maximum: int | None = None,
+    ) -> _Read:
+        """Read the range in order until ``limit`` rows are kept or ``maximum`` documents examined."""
+        rows = scan.rows(source, *bounds, reverse=self._order == "desc")
+        if plan.predicate is None and maximum is None:
+            taken = list(rows if limit is None else itertools.islice(rows, limit))
+            full = limit is not None and len(taken) == limit
+            return _Read(taken, len(taken), taken[-1].key if taken else None, not full)
+        kept: list[scan.Row] = []
+        examined: list[bytes] = []
+        scanned, last, keep = 0, None, plan.predicate
+        for row in rows:
+            scanned, last = scanned + 1, row.key
+            if maximum is not None:
+                examined.append(row.key)
+            if keep is None:
+                kept.append(row)
+            else:
+                doc = scan.document(source, row)
+                if keep(doc):
+                    kept.append(scan.Row(row.key, row.position, doc))
+            if (limit is not None and len(kept) >= limit) or (maximum is not None and scanned >= maximum):
+                return _Read(kept, scanned, last, False, examined[len(examined) // 2] if examined else None)
+        return _Read(kept, scanned, last, True, examined[len(examined) // 2] if examined else None)
+
+    def _record(
+        self, tx: Transaction, plan: _Plan, bounds: tuple[bytes | None, bytes | None], read: _Read
+    ) -> None:
+        lo, hi = bounds
+        if not read.exhausted:
+            if read.last is None:
+                return
+            if self._order == "desc":
+                lo = read.last
+            else:
+                hi = after(read.last)
+        tx.record_read(ReadRange(self.table, plan.spec.name, lo, hi))
+
+    def _run(self, limit: int | None = None) -> tuple[scan.Source, _Plan, _Read]:
+        tx, plan, source = self._start()
+        bounds = (plan.keys.lo, plan.keys.hi)
+        read = self._read(source, plan, bounds, limit) if limit != 0 else _Read([], 0, None, False)
+        self._record(tx, plan, bounds, read)
+        self._warn(plan, read, stacklevel=4)
+        return source, plan, read
+
+    def _advice(self, plan: _Plan, read: _Read) -> str | None:
+        if plan.predicate is None:
+            return None
+        too_many = read.scanned > SCAN_WARNING_RATIO * max(1, len(read.rows))
+        whole_table = plan.keys.is_full and read.scanned > FULL_SCAN_WARNING
+        if not (too_many or whole_table):
+            return None
+        return (
+            f"This query's filter read {read.scanned} documents of {self.table!r} to return "
+            f"{len(read.rows)}. "
+            "Never use .filter() on large tables: define an index on the filtered fields and query it with "
+            ".with_index(name, lambda q: q.eq(...)), which reads only the matching documents."
+        )
+
+    def _warn(self, plan: _Plan, read: _Read, stacklevel: int = 3) -> None:
+        """Warn (at the caller of the terminal ``stacklevel - 1`` frames up) when a filter read too much."""
+        advice = self._advice(plan, read)
+        if advice is not None:
+            warning = FilterScanWarning(
+                advice, table=self.table, index=plan.spec.name, scanned=read.scanned, returned=len(read.rows)
+            )
+            warnings.warn(warning, stacklevel=stacklevel)
+
+    def _document(self, source: scan.Source, row: scan.Row) -> Document:
+        doc = dict(scan.document(source, row))
+        doc["_id"] = labeller(self.table)(str.__str__(doc["_id"]))
+        return doc
+
+    def _frame(self, source: scan.Source, plan: _Plan, rows: list[scan.Row]) -> pl.DataFrame:
+        return build_frame(plan.shape, source.state, [(row[1], row[2]) for row in rows])
+
+    # --- terminals ------------------------------------------------------------------------------------------
+
+    def collect(self) -> pl.DataFrame:
+        """Every matching document, as a typed frame in index order."""
+        source, plan, read = self._run()
+        return self._frame(source, plan, read.rows)
+
+    def take(self, n: int) -> pl.DataFrame:
+        """The first ``n`` matching documents, as a typed frame in index order."""
+        if type(n) is not int or n < 0:
+            raise InvalidQueryError(f"take() takes a whole number of rows >= 0, not {n!r}.", method="take")
+        source, plan, read = self._run(n)
+        return self._frame(source, plan, read.rows)
+
+    def first(self) -> Document | None:
+        """The first matching document, or ``None``."""
+        source, _plan, read = self._run(1)
+        return self._document(source, read.rows[0]) if read.rows else None
+
+    def unique(self) -> Document | None:
+        """The one matching document, or ``None``; raises :class:`~zapnb.errors.NotUniqueError` for more."""
+        source, _plan, read = self._run(2)
+        docs = [self._document(source, row) for row in read.rows]
+        if len(docs) > 1:
+            ids = tuple(str(doc["_id"]) for doc in docs)
+            raise NotUniqueError(
+                f"unique() query returned more than one result from table {self.table}:\n "
+                f"[{ids[0]}, {ids[1]}, ...]\nUse first() for any one of them, or narrow the query (an index "
+                "range on a field whose values are unique).",
+                table=self.table,
+                ids=ids,
+            )
+        return docs[0] if docs else None
+
+    def count(self) -> int:
+        """How many documents match. Without a filter the index counts them: no document is read."""
+        tx, plan, source = self._start()
+        bounds = (plan.keys.lo, plan.keys.hi)
+        if plan.predicate is None:
+            tx.record_read(ReadRange(self.table, plan.spec.name, *bounds))
+            return scan.count(source, *bounds)
+        read = self._read(source, plan, bounds)
+        self._record(tx, plan, bounds, read)
+        self._warn(plan, read)
+        return len(read.rows)
+
+    def __iter__(self) -> Iterator[Document]:
+        """The matching documents, read lazily (the whole range is recorded as read at once)."""
+        tx, plan, source = self._start()
+        bounds = (plan.keys.lo, plan.keys.hi)
+        tx.record_read(ReadRange(self.table, plan.spec.name, *bounds))
+        return self._documents(source, plan, bounds)
+
+    def _documents(
+        self, source: scan.Source, plan: _Plan, bounds: tuple[bytes | None, bytes | None]
+    ) -> Iterator[Document]:
+        keep = plan.predicate
+        for row in scan.rows(source, *bounds, reverse=self._order == "desc"):
+            doc = self._document(source, row)
+            if keep is None or keep(doc):
+                yield doc
+
+    def paginate(
+        self,
+        num_items: int,
+        cursor: str | None = None,
+        *,
+        end_cursor: str | None = None,
+        maximum_rows_read: int = DEFAULT_MAXIMUM_ROWS_READ,
+    ) -> PaginationResult:
+        """One page: ``num_items`` rows after ``cursor`` (``None``: from the start), as a typed frame.
+
+        Pass the result's ``continue_cursor`` to get the next page; no row repeats and none is skipped, even
+        with writes in between. ``end_cursor`` makes the page run exactly up to that cursor (``num_items``
+        is then not used). A page stops early when it has examined ``maximum_rows_read`` documents (a
+        filter rejecting most of them); see :class:`~zapnb.pagination.PaginationResult` for
+        ``page_status`` and ``split_cursor``. A cursor from another query raises
+        :class:`~zapnb.errors.InvalidCursorError`.
+        """
+        _check_page_arguments(num_items, maximum_rows_read, end_cursor)
+        tx, plan, source = self._start()
+        reverse, query_print = self._order == "desc", plan.fingerprint(self.table, self._order, self._filters)
+        bounds, start, end = cursor_bounds(plan.keys, query_print, cursor, end_cursor, reverse)
+        limit = None if end_cursor is not None else num_items
+        read = self._read(source, plan, bounds, limit, maximum_rows_read)
+        self._record(tx, plan, bounds, read)
+        self._warn(plan, read)
+        stopped = not read.exhausted and (limit is None or len(read.rows) < limit)
+        status: PageStatus = None
+        if stopped:
+            status = "SplitRequired" if end_cursor is not None else "SplitRecommended"
+        elif read.scanned > maximum_rows_read // 2:
+            status = "SplitRecommended"
+        position = end if end_cursor is not None else (read.last if read.last is not None else start)
+        return PaginationResult(
+            page=self._frame(source, plan, read.rows),
+            is_done=read.exhausted and end_cursor is None,
+            continue_cursor=make_cursor(query_print, position),
+            split_cursor=None if status is None else make_cursor(query_print, read.middle or start),
+            page_status=status,
+        )
+
+    def explain(self) -> Explain:
+        """Run the query (as ``collect()`` does) and say how: index, range, order, documents read/returned."""
+        _source, plan, read = self._run()
+        return Explain(
+            table=self.table,
+            index=plan.spec.name,
+            index_fields=(*plan.spec.fields, "_creationTime") if plan.spec.kind != "by_id" else ("_id",),
+            range=plan.keys.describe(),
+            order=self._order,
+            filters=tuple(repr(expr) for expr in self._filters),
+            scanned=read.scanned,
+            returned=len(read.rows),
+            advice=self._advice(plan, read),
+        )
+
+    def __repr__(self) -> str:
+        text = f"query({self.table!r})"
+        if self._index is not None:
+            text += f".with_index({self._index!r}, lambda q: {self._range!r})"
+        if self._order != "asc":
+            text += f".order({self._order!r})"
+        return text + "".join(f".filter(lambda q: q.{expr!r})" for expr in self._filters)
+
+
+def _all_of(checks: list[Callable[[Mapping[str, Any]], bool]]) -> Callable[[Mapping[str, Any]], bool]:
+    def keep(doc: Mapping[str, Any]) -> bool:
+        return all(check(doc) for check in checks)
+
+    return keep
+
+
+def _check_page_arguments(num_items: int, maximum_rows_read: int, end_cursor: str | None) -> None:
+    if end_cursor is None and (type(num_items) is not int or num_items < 1):
+        raise InvalidQueryError(
+            f"paginate() takes num_items, a whole number of rows >= 1, not {num_items!r}.", method="paginate"
+        )
+    if type(maximum_rows_read) is not int or maximum_rows_read < 1:
+        raise InvalidQueryError(
+            f"paginate() takes maximum_rows_read >= 1, not {maximum_rows_read!r}.", method="paginate"
+        )
