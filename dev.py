@@ -64,7 +64,9 @@ def ensure_environment() -> None:
 def lab() -> None:
     """Open JupyterLab on the tutorial notebook, with the embedded data directory under ``notebooks/``."""
     env = {**os.environ, "ZAPNB_DATA_DIR": str(ROOT / "notebooks" / "zapnb-data")}
-    _run(BIN / "jupyter", "lab", f"--ServerApp.root_dir={ROOT / 'notebooks'}", TUTORIAL, env=env)
+    # Jupyter refuses to start as root unless told to; containers and Binder-like machines often run as root.
+    as_root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    _run(BIN / "jupyter", "lab", f"--ServerApp.root_dir={ROOT / 'notebooks'}", *as_root, TUTORIAL, env=env)
 
 
 def test(quick: bool, pytest_args: list[str]) -> None:
