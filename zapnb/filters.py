@@ -49,7 +49,7 @@ from zapnb.errors import FilterExpressionError, ZapError
 from zapnb.keys import encode_value
 from zapnb.ranges import coerce_value, show_value
 from zapnb.validators import Validator
-from zapnb.values import MISSING, compare, kind_of, values_equal
+from zapnb.values import MISSING, compare, kind_of, lookup_path, values_equal
 
 __all__ = [
     "Arithmetic",
@@ -441,15 +441,7 @@ def _field_getter(path: str) -> Evaluate:
         name = parts[0]
         return lambda doc: doc.get(name, MISSING)
 
-    def get(doc: Document) -> Any:
-        value: Any = doc
-        for part in parts:
-            if not isinstance(value, Mapping):
-                return MISSING
-            value = value.get(part, MISSING)
-        return value
-
-    return get
+    return lambda doc: lookup_path(doc, parts)
 
 
 def _compare_closure(op: CompareOp, left: Evaluate, right: Evaluate) -> Evaluate:

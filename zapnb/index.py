@@ -59,7 +59,7 @@ from zapnb.indexbase import SortedKeys, first_duplicate, merge_keys, sort_keys
 from zapnb.indexdelta import NEVER, Delta, Exported, Record, inconsistency
 from zapnb.indexfile import load_index, save_index
 from zapnb.keys import encode_key, encode_value
-from zapnb.values import MISSING
+from zapnb.values import MISSING, lookup_path
 
 if TYPE_CHECKING:
     from zapnb.indexbase import KeysInput
@@ -102,15 +102,6 @@ def _by_creation_time_key(doc: Document) -> bytes:
         raise _missing_system_field(err) from None
 
 
-def _lookup(doc: Document, path: tuple[str, ...]) -> Any:
-    value: Any = doc
-    for part in path:
-        if not isinstance(value, Mapping):
-            return MISSING
-        value = value.get(part, MISSING)
-    return value
-
-
 def _user_key_function(fields: tuple[str, ...]) -> Callable[[Document], bytes]:
     paths = tuple(tuple(name.split(".")) for name in fields)
     if all(len(path) == 1 for path in paths):
@@ -126,7 +117,7 @@ def _user_key_function(fields: tuple[str, ...]) -> Callable[[Document], bytes]:
         return top_level_key
 
     def nested_key(doc: Document) -> bytes:
-        values = [_lookup(doc, path) for path in paths]
+        values = [lookup_path(doc, path) for path in paths]
         try:
             values += (doc["_creationTime"], doc["_id"])
         except KeyError as err:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import enum
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from zapnb.errors import InvalidValueError
@@ -51,6 +51,7 @@ __all__ = [
     "float_from_order",
     "float_order",
     "kind_of",
+    "lookup_path",
     "sorted_fields",
     "values_equal",
 ]
@@ -389,3 +390,20 @@ def values_equal(a: object, b: object) -> bool:
     if type_a is type(b) and (type_a is str or type_a is int or type_a is bytes):
         return a == b
     return compare(a, b) == 0
+
+
+def lookup_path(doc: Mapping[str, Any], path: Sequence[str]) -> Any:
+    """The value at a field path (``("a", "b")`` reads ``doc["a"]["b"]``), or ``MISSING`` if a step is absent
+    or not an object.
+
+    Examples
+    --------
+    >>> lookup_path({"a": {"b": 1}}, ("a", "b")), lookup_path({"a": 1}, ("a", "b"))
+    (1, zapnb.MISSING)
+    """
+    value: Any = doc
+    for part in path:
+        if not isinstance(value, Mapping):
+            return MISSING
+        value = value.get(part, MISSING)
+    return value
