@@ -66,7 +66,8 @@ def lab() -> None:
     env = {**os.environ, "ZAPNB_DATA_DIR": str(ROOT / "notebooks" / "zapnb-data")}
     # Jupyter refuses to start as root unless told to; containers and Binder-like machines often run as root.
     as_root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-    _run(BIN / "jupyter", "lab", f"--ServerApp.root_dir={ROOT / 'notebooks'}", *as_root, TUTORIAL, env=env)
+    notebooks = ROOT / "notebooks"
+    _run(BIN / "jupyter", "lab", f"--ServerApp.root_dir={notebooks}", *as_root, notebooks / TUTORIAL, env=env)
 
 
 def test(quick: bool, pytest_args: list[str]) -> None:
