@@ -403,6 +403,22 @@ def _fields_json(doc: Mapping[str, Any]) -> str:
     return encode_json({name: value for name, value in doc.items() if name not in SYSTEM_COLUMNS})
 
 
+def _cast_if_same_form(
+    slot: Slot, validator: Validator, optional: bool, column: pa.ChunkedArray, arrow_type: pa.DataType
+) -> pa.ChunkedArray | pa.Array | None:
+    """The column cast to the slot's type when the typed frame holds it in the same form, else ``None``.
+
+    ``None`` also when the cast fails (for example a union of objects that typed frames hold as a struct):
+    the caller then converts it cell by cell.
+    """
+    if slot_of(slot.name, validator, False, optional) != slot:
+        return None
+    try:
+        return _cast(column, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+
+
 def _column_from_frame(
     slot: Slot,
     source: tuple[Validator, bool],
@@ -419,15 +435,11 @@ def _column_from_frame(
             f"The field {slot.name!r} is required: give every row a value in a column {slot.name!r}.",
             path=f".{slot.name}",
         )
-    if slot_of(slot.name, validator, False, optional) == slot:
-        try:
-            cast = _cast(column, arrow_type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            pass  # for example a union of objects that typed frames hold as a struct: cell by cell
-        else:
-            if slot.codec.kind == "json":
-                _check_json(cast, slot.name)
-            return cast
+    cast = _cast_if_same_form(slot, validator, optional, column, arrow_type)
+    if cast is not None:
+        if slot.codec.kind == "json":
+            _check_json(cast, slot.name)
+        return cast
     decode, encode, cells = frame_decoder(validator), encoder(slot.codec), list[Any]()
     for row, cell in enumerate(column.to_pylist()):
         try:
