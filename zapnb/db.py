@@ -184,7 +184,8 @@ class Database:
             dicts = rows.to_pylist()
         else:
             return list(rows)
-        return [_drop_missing(d, self._optional_fields(table)) for d in dicts]
+        optional = self._optional_fields(table)
+        return [_drop_missing(d, optional) for d in dicts]
 
     def _optional_fields(self, table: str) -> frozenset[str]:
         schema = self.schema

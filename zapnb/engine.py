@@ -314,8 +314,15 @@ class Engine:
             return None
         if record.tables:
             self._catalog = Catalog(self._catalog.schema, {**self._catalog.numbers, **record.tables})
-        states = [(self._table(w.table), w) for w in record.writes]
-        changes = tuple(state.apply(lsn, w) for state, w in states if state.base_lsn < lsn)
+        by_table: dict[str, list[Write]] = {}
+        for write in record.writes:
+            by_table.setdefault(write.table, []).append(write)
+        changes = tuple(
+            change
+            for table, writes in by_table.items()
+            if (state := self._table(table)).base_lsn < lsn
+            for change in state.apply_many(lsn, writes)
+        )
         self._writes_since_checkpoint += len(changes)
         if self._first_write_at is None:
             self._first_write_at = time.monotonic()

@@ -15,7 +15,7 @@ one keep a consistent view.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,24 +113,39 @@ class TableState:
 
     def apply(self, lsn: int, write: Write) -> Change:
         """Apply one write of the commit at ``lsn``; return what it changed."""
-        old = self.get(write.id, lsn)
-        new = write.doc
-        touched: list[tuple[str, bytes]] = []
+        return self.apply_many(lsn, [write])[0]
+
+    def apply_many(self, lsn: int, writes: Sequence[Write]) -> list[Change]:
+        """Apply a commit's writes to this table (each document at most once); return what each changed.
+
+        Each index receives the commit's key changes in one call, so a large commit costs one bulk update per
+        index rather than one per document.
+        """
+        olds = [self.get(write.id, lsn) for write in writes]
+        touched: list[list[tuple[str, bytes]]] = [[] for _ in writes]
         for name, (spec, data) in self.indexes.items():
-            old_key = None if old is None else spec.key_for(old)
-            new_key = None if new is None else spec.key_for(new)
-            if old_key is not None:
-                touched.append((name, old_key))
-            if new_key is not None and new_key != old_key:
-                touched.append((name, new_key))
-            if old_key != new_key:
-                data.apply(
-                    lsn,
-                    [] if old_key is None else [old_key],
-                    [] if new_key is None else [(new_key, write.id)],
-                )
-        self.overlay.setdefault(write.id, []).append((lsn, new))
-        return Change(write.table, write.id, old, new, tuple(touched))
+            removed: list[bytes] = []
+            added: list[tuple[bytes, str]] = []
+            for write, old, keys in zip(writes, olds, touched, strict=True):
+                old_key = None if old is None else spec.key_for(old)
+                new_key = None if write.doc is None else spec.key_for(write.doc)
+                if old_key is not None:
+                    keys.append((name, old_key))
+                if new_key is not None and new_key != old_key:
+                    keys.append((name, new_key))
+                if old_key != new_key:
+                    if old_key is not None:
+                        removed.append(old_key)
+                    if new_key is not None:
+                        added.append((new_key, write.id))
+            if removed or added:
+                data.apply(lsn, removed, added)
+        for write in writes:
+            self.overlay.setdefault(write.id, []).append((lsn, write.doc))
+        return [
+            Change(write.table, write.id, old, write.doc, tuple(keys))
+            for write, old, keys in zip(writes, olds, touched, strict=True)
+        ]
 
     def changed_since_base(self) -> bool:
         """Whether any commit wrote to the table after its base."""
