@@ -246,33 +246,28 @@ def write_table(
     an incremental commit of the documents changed since, if few changed.
     """
     layout = Layout.for_table(definition, table=state.name)
-    table, old_to_new, new_rows = _new_base(state, layout, lsn)
-    incremental = state.base is not None and state.base.schema.equals(layout.arrow_schema) and since_lsn
-    deleted = [
-        doc_id
-        for doc_id, history in state.overlay.items()
-        if _latest(history, lsn) == (True, None) and state.base_position(doc_id) >= 0
-    ]
+    new = _new_base(state, layout, lsn)
+    table = new.table
     base = write_base(root / "base" / f"{state.name}-{lsn}.arrow", table)
     kill_point("checkpoint.after_base_write")
     indexes = {}
     if not (root / "indexes").exists():
         (root / "indexes").mkdir()
         fsync_tree([root / "indexes"])
-    positions = positions_from(old_to_new, new_rows)
+    positions = positions_from(new.old_to_new, new.rows)
     for index_name, (spec, data) in state.indexes.items():
         file_name = f"{state.name}-{lsn}-{index_name}"
         data.merged(lsn, positions).save(root / "indexes", file_name)
         indexes[index_name] = {"fields": list(spec.fields), "kind": spec.kind, "file": file_name}
     kill_point("checkpoint.after_index_write")
-    if incremental:
+    if new.deleted is not None and since_lsn:
         version = write_table_version(
             root,
             state.name,
             table,
             lsn=lsn,
-            changed_ids=list(new_rows),
-            deleted_ids=deleted,
+            changed_ids=list(new.rows),
+            deleted_ids=new.deleted,
             since_lsn=since_lsn,
         )
     else:
@@ -289,14 +284,23 @@ def write_table(
     }
 
 
-def _new_base(
-    state: TableState, layout: Layout, lsn: int
-) -> tuple[pa.Table, np.ndarray[Any, Any], dict[str, int]]:
-    """The table at ``lsn`` as Arrow: the old base's surviving rows in order, then the rows written since.
+@dataclass(frozen=True)
+class _NewBase:
+    """A table's new base and how it relates to the old one.
 
-    Also returns, for each old base row, its new row (-1 if it was rewritten or deleted), and the new row of
-    each document written since.
+    ``old_to_new`` gives each old base row's new row (-1 if deleted); ``rows`` the new row of each document
+    written since; ``deleted`` the old base's documents deleted since, or ``None`` when every row was
+    rewritten (no old base, or a new layout), so no incremental Lance commit applies.
     """
+
+    table: pa.Table
+    old_to_new: np.ndarray[Any, Any]
+    rows: dict[str, int]
+    deleted: list[str] | None
+
+
+def _new_base(state: TableState, layout: Layout, lsn: int) -> _NewBase:
+    """The table at ``lsn`` as Arrow: the old base's surviving rows in order, then the rows written since."""
     latest = {doc_id: _latest(history, lsn) for doc_id, history in state.overlay.items()}
     written = {doc_id: doc for doc_id, (seen, doc) in latest.items() if seen and doc is not None}
     old_to_new = np.arange(state.base_rows, dtype=np.int64)
@@ -308,7 +312,9 @@ def _new_base(
         docs = [state.read_row(row) for row in range(state.base_rows)]
         docs = [doc for doc in docs if str(doc["_id"]) not in latest]
         rows = docs + list(written.values())
-        return layout.to_arrow(rows), old_to_new, {str(d["_id"]): i for i, d in enumerate(rows)}
+        return _NewBase(
+            layout.to_arrow(rows), old_to_new, {str(d["_id"]): i for i, d in enumerate(rows)}, None
+        )
     keep = np.ones(state.base_rows, dtype=bool)
     moved: dict[int, str] = {}  # old base row -> the document now written after the kept rows (or deleted)
     for doc_id, (seen, _doc) in latest.items():
@@ -321,9 +327,9 @@ def _new_base(
     new_rows = {doc_id: kept + i for i, doc_id in enumerate(written)}
     for position, doc_id in moved.items():
         old_to_new[position] = new_rows.get(doc_id, -1)  # an index key that stayed now points at the new row
+    deleted = [doc_id for doc_id in moved.values() if doc_id not in new_rows]
     added = layout.to_arrow(list(written.values()))
-    table = pa.concat_tables([old_base.filter(pa.array(keep)), added])
-    return table, old_to_new, new_rows
+    return _NewBase(pa.concat_tables([old_base.filter(pa.array(keep)), added]), old_to_new, new_rows, deleted)
 
 
 def _latest(history: list[tuple[int, Any]], lsn: int) -> tuple[bool, Any]:

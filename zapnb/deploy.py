@@ -11,9 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from zapnb.engine import Engine
+from zapnb.engine import Engine, next_table_number
 from zapnb.errors import DeployValidationError, SchemaValidationError
-from zapnb.ids import FIRST_USER_TABLE_NUMBER
 from zapnb.progress import progress
 from zapnb.schema import Schema, TableDefinition
 
@@ -74,7 +73,7 @@ def deploy(engine: Engine, schema: Schema, *, show_progress: bool = True) -> Dep
     created = []
     for name in schema.tables:
         if name not in numbers:
-            numbers[name] = max([*numbers.values(), FIRST_USER_TABLE_NUMBER - 1]) + 1
+            numbers[name] = next_table_number(numbers)
             created.append(name)
     engine.deploy_record(schema, numbers, check)
     before = _index_names(old.schema)

@@ -68,16 +68,10 @@ class Catalog:
     schema: Schema | None = None
     numbers: Mapping[str, int] = field(default_factory=dict)
 
-    def next_number(self) -> int:
-        """The number the next new table gets."""
-        return max(self.numbers.values(), default=FIRST_USER_TABLE_NUMBER - 1) + 1
 
-    def table_name(self, number: int) -> str | None:
-        """The table with this number, if any."""
-        for name, n in self.numbers.items():
-            if n == number:
-                return name
-        return None
+def next_table_number(numbers: Mapping[str, int]) -> int:
+    """The number a new table gets, given the tables numbered so far (user tables start at 10001)."""
+    return max(numbers.values(), default=FIRST_USER_TABLE_NUMBER - 1) + 1
 
 
 @dataclass(frozen=True)

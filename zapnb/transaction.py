@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from zapnb.changes import ReadRange, Write
 from zapnb.documents import check_document
-from zapnb.engine import Engine, Snapshot
+from zapnb.engine import Engine, Snapshot, next_table_number
 from zapnb.errors import ClosedError, InvalidIdError, NonexistentDocumentError, SchemaValidationError
-from zapnb.ids import FIRST_USER_TABLE_NUMBER, Id, new_ids
+from zapnb.ids import Id, new_ids
 from zapnb.keys import encode_key, encode_value, prefix_end
 from zapnb.schema_rules import check_table_name
 from zapnb.values import UNSET
@@ -209,9 +209,7 @@ class Transaction:
     def _table_number(self, table: str) -> int:
         numbers = self._numbers()
         if table not in numbers:
-            numbers[table] = self._new_tables[table] = (
-                max([*numbers.values(), FIRST_USER_TABLE_NUMBER - 1]) + 1
-            )
+            numbers[table] = self._new_tables[table] = next_table_number(numbers)
         return numbers[table]
 
     def _table_of(self, doc_id: str) -> str | None:
