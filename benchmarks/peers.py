@@ -254,7 +254,21 @@ def _patch_sql(field: str) -> str:
     return f"UPDATE messages SET {field} = ? WHERE _id = ?"
 
 
-class SQLitePeer(Peer):
+class _SqlPeer(Peer):
+    """What the SQL peers share: single-row writes through their DB-API connection ``db``."""
+
+    db: Any
+
+    def insert_one(self, doc: dict[str, Any]) -> str:
+        new_id, row = message_row(doc)
+        self.db.execute(f"INSERT INTO messages VALUES ({_MESSAGE_PLACEHOLDERS})", row)
+        return new_id
+
+    def patch_one(self, doc_id: str, field: str, value: Any) -> None:
+        self.db.execute(_patch_sql(field), (value, doc_id))
+
+
+class SQLitePeer(_SqlPeer):
     """sqlite3 in WAL mode, STRICT tables with CHECK constraints for the enums, an index per zapnb index.
 
     Q3 pages by keyset on ``(createdAt, rowid)``, which the index on ``(projectId, createdAt)`` holds.
@@ -278,14 +292,6 @@ class SQLitePeer(Peer):
         self.db.executemany(f"INSERT INTO projects VALUES ({_PROJECT_PLACEHOLDERS})", projects.iter_rows())
         self.db.executemany(f"INSERT INTO messages VALUES ({_MESSAGE_PLACEHOLDERS})", messages.iter_rows())
         self.db.execute("COMMIT")
-
-    def insert_one(self, doc: dict[str, Any]) -> str:
-        new_id, row = message_row(doc)
-        self.db.execute(f"INSERT INTO messages VALUES ({_MESSAGE_PLACEHOLDERS})", row)
-        return new_id
-
-    def patch_one(self, doc_id: str, field: str, value: Any) -> None:
-        self.db.execute(_patch_sql(field), (value, doc_id))
 
     def _frame(self, sql: str, args: Iterable[Any], schema: dict[str, Any]) -> pl.DataFrame:
         return pl.DataFrame(self.db.execute(sql, tuple(args)).fetchall(), schema=schema, orient="row")
@@ -342,7 +348,7 @@ class SQLiteFullPeer(SQLitePeer):
     ops = ("W2", "W3")
 
 
-class DuckDBPeer(Peer):
+class DuckDBPeer(_SqlPeer):
     """DuckDB with CHECK constraints for the enums, a primary key and ART indexes like zapnb's.
 
     Q3 pages by keyset on ``(createdAt, _id)``.
@@ -354,7 +360,7 @@ class DuckDBPeer(Peer):
     def attach(self) -> None:
         import duckdb
 
-        self.db: Any = duckdb.connect(str(self.directory / "zapdev.duckdb"))
+        self.db = duckdb.connect(str(self.directory / "zapdev.duckdb"))
 
     def load(self, projects: pl.DataFrame, messages: pl.DataFrame) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -368,14 +374,6 @@ class DuckDBPeer(Peer):
             self.db.unregister("source")
         self.db.execute("COMMIT")
         self.db.execute("CHECKPOINT")
-
-    def insert_one(self, doc: dict[str, Any]) -> str:
-        new_id, row = message_row(doc)
-        self.db.execute(f"INSERT INTO messages VALUES ({_MESSAGE_PLACEHOLDERS})", row)
-        return new_id
-
-    def patch_one(self, doc_id: str, field: str, value: Any) -> None:
-        self.db.execute(_patch_sql(field), (value, doc_id))
 
     def _frame(self, sql: str, args: Iterable[Any]) -> pl.DataFrame:
         # A prepared statement (execute) is fastest for small results; its Arrow output copies the rows once.
