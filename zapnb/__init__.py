@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from zapnb.functions import UserIdentity, mutation, query
     from zapnb.ids import Id
     from zapnb.jsonvalues import decode_json, encode_json
+    from zapnb.reactive import Subscription
     from zapnb.schema import Schema, TableDefinition, define_schema, define_table
     from zapnb.transaction import Transaction
     from zapnb.validators import v
@@ -77,6 +78,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Id": ("zapnb.ids", "Id"),
     "decode_json": ("zapnb.jsonvalues", "decode_json"),
     "encode_json": ("zapnb.jsonvalues", "encode_json"),
+    "Subscription": ("zapnb.reactive", "Subscription"),
     "Schema": ("zapnb.schema", "Schema"),
     "TableDefinition": ("zapnb.schema", "TableDefinition"),
     "define_schema": ("zapnb.schema", "define_schema"),
@@ -121,6 +123,7 @@ __all__ = [
     "SchemaDefinitionError",
     "SchemaValidationError",
     "StorageIOError",
+    "Subscription",
     "TableDefinition",
     "Transaction",
     "UsedAfterForkError",
@@ -151,3 +154,17 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext zapnb``: register the magics and show queries as live tables (:mod:`zapnb.magics`)."""
+    from zapnb.magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext zapnb``: remove what :func:`load_ipython_extension` registered."""
+    from zapnb.magics import unload
+
+    unload(ipython)

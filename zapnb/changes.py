@@ -19,7 +19,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,15 +105,29 @@ class ReadRange:
 
 @dataclass(frozen=True, slots=True)
 class ChangeSet:
-    """Everything one commit changed, as applied at ``lsn``: what conflict checks and watchers look at."""
+    """Everything one commit changed, as applied at ``lsn``: what conflict checks and watchers look at.
+
+    ``everything`` marks a change that may affect any read: a deploy (the schema, and with it every result's
+    types, changed) or a reload from another process's checkpoint after this process fell behind the log
+    (the commits in between were never seen one by one).
+    """
 
     lsn: int
     time: float
     changes: tuple[Change, ...]
+    everything: bool = False
+
+    def touched_keys(self) -> Iterator[tuple[str, str, bytes]]:
+        """Every ``(table, index, key)`` this commit touched: old and new keys of each written document."""
+        for change in self.changes:
+            for index, key in change.touched:
+                yield change.table, index, key
 
     def touches(self, reads: Iterable[ReadRange]) -> ReadRange | None:
         """The first read range that an old or new index key of this commit falls in, or ``None``."""
         ranges = list(reads)
+        if self.everything:
+            return ranges[0] if ranges else None
         for change in self.changes:
             for index, key in change.touched:
                 for read in ranges:

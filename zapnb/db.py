@@ -8,6 +8,7 @@ logic lives here: validation is in :mod:`zapnb.transaction`, commits in :mod:`za
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
@@ -18,6 +19,7 @@ from zapnb.errors import ConflictError
 from zapnb.functions import Function, Runner, UserIdentity
 from zapnb.ids import Id
 from zapnb.queries import Query
+from zapnb.reactive import Reactor, Subscription
 from zapnb.schema import Schema
 from zapnb.transaction import Transaction
 from zapnb.validator_kinds import ObjectValidator, OptionalValidator
@@ -65,11 +67,12 @@ class Database:
     """An open zapnb database. Thread-safe; use one per process (a forked child must connect again)."""
 
     def __init__(
-        self, engine: Engine, *, identity: UserIdentity | None = None, runner: Runner | None = None
+        self, engine: Engine, *, identity: UserIdentity | None = None, shared: _Shared | None = None
     ) -> None:
         self._engine = engine
         self._identity = identity
-        self._runner = Runner(engine) if runner is None else runner
+        self._shared = _Shared(Runner(engine)) if shared is None else shared
+        self._runner = self._shared.runner
 
     @property
     def path(self) -> Path:
@@ -112,7 +115,7 @@ class Database:
         log; closing either closes both.
         """
         user = None if identity is None else UserIdentity.of(identity)
-        return Database(self._engine, identity=user, runner=self._runner)
+        return Database(self._engine, identity=user, shared=self._shared)
 
     def logs(self) -> pl.DataFrame:
         """The recent function runs, oldest first, one row each (the last 10,000 runs of this process).
@@ -122,6 +125,32 @@ class Database:
         ``attempts``, ``error_type`` and ``error_message``.
         """
         return self._runner.runs.frame()
+
+    # --- watching -------------------------------------------------------------------------------------------
+
+    def watch(
+        self,
+        fn_or_query: Function[..., Any] | Query | Callable[..., Any],
+        args: Mapping[str, Any] | None = None,
+        callback: Callable[[Any], None] | None = None,
+        *,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> Subscription:
+        """Follow a query's result as commits change it; returns a :class:`~zapnb.reactive.Subscription`.
+
+        ``fn_or_query`` is a ``db.query(...)`` (the result is its ``collect()`` frame), a ``@zapnb.query``
+        function called with ``args``, or a plain ``handler(ctx)``. ``callback(result)`` gets the current
+        result at once, in this thread, and then a new result each time a commit (from any thread or
+        process on this data directory) changes it, on a zapnb thread, one call at a time. A commit re-runs
+        only the watched queries whose recorded read set it touched, and an unchanged result is not
+        handed over again.
+
+        Keep the returned subscription: when it is garbage-collected it stops, as does ``unsubscribe()``.
+        A failing re-run or callback is passed to ``on_error`` (or printed on standard error), and the
+        subscription goes on. Bad ``args`` raise :class:`~zapnb.ArgumentValidationError` here.
+        """
+        reactor = self._shared.reactor(self._engine)
+        return reactor.watch(fn_or_query, args, callback, on_error, self._identity)
 
     # --- one-statement transactions -------------------------------------------------------------------------
 
@@ -197,7 +226,8 @@ class Database:
     # --- lifecycle ------------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the database (idempotent). Everything committed is already durable."""
+        """Close the database (idempotent). Everything committed is already durable; watches stop."""
+        self._shared.close()
         self._engine.close()
 
     def __enter__(self) -> Database:
@@ -214,3 +244,25 @@ class Database:
 def _drop_missing(row: dict[str, Any], optional: frozenset[str]) -> dict[str, Any]:
     """A null in a column of an optional field means the field is missing."""
     return {k: v for k, v in row.items() if not (v is None and k in optional)}
+
+
+class _Shared:
+    """What a connection's views (``db.as_user(...)``) share: the function runner and the watched queries."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self._reactor: Reactor | None = None
+        self._lock = threading.Lock()
+
+    def reactor(self, engine: Engine) -> Reactor:
+        with self._lock:
+            if self._reactor is None:
+                engine.check_usable()
+                self._reactor = Reactor(engine, self.runner)
+            return self._reactor
+
+    def close(self) -> None:
+        with self._lock:
+            reactor, self._reactor = self._reactor, None
+        if reactor is not None:
+            reactor.close()

@@ -190,6 +190,7 @@ class Engine:
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with the change set of every commit applied from now on; returns a remover.
 
+        Deploys and reloads from another process's checkpoint arrive as change sets marked ``everything``.
         Listeners run on the thread that applies the commit and must be quick (hand work to another thread).
         """
         self._listeners.append(listener)
@@ -285,6 +286,7 @@ class Engine:
         except LogTruncatedError:
             # another process checkpointed and dropped log we had not read: start from its checkpoint
             self._load_checkpoint(replace=True)
+            self._publish([ChangeSet(self._applied, time.time() * 1000.0, (), everything=True)])
             self._apply(list(self.log.read_since(self._applied)))
 
     def _apply(self, records: Iterable[LogRecord]) -> None:
@@ -296,11 +298,16 @@ class Engine:
                 record = decode_record(log_record.payload, lsn=log_record.lsn)
                 changes = self._apply_record(log_record.lsn, record)
                 self._applied = log_record.lsn
-                if changes is not None:
+                if changes is None:  # a deploy: conflicts are checked against self._deploys instead
+                    changes = ChangeSet(log_record.lsn, record.time, (), everything=True)
+                else:
                     self._recent.append(changes)
-                    published.append(changes)
+                published.append(changes)
             self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
-            listeners = list(self._listeners)
+        self._publish(published)
+
+    def _publish(self, published: list[ChangeSet]) -> None:
+        listeners = list(self._listeners)
         for changes in published:
             for listener in listeners:
                 listener(changes)

@@ -35,11 +35,12 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, Literal, ParamSpec, TypeVar, overload
@@ -462,14 +463,35 @@ class Runner:
         exception (after discarding every write), or :class:`~zapnb.ConflictError` once
         :data:`MUTATION_ATTEMPTS` attempts all conflicted.
         """
+        with self._recorded(fn) as counts:
+            checked = self.checked_args(fn, args, kwargs)
+            if fn.kind == "query":
+                return _run_query(Transaction(self.engine), fn, checked, Auth(identity), counts)
+            return self._run_mutation(fn, checked, Auth(identity), counts)
+
+    def run_query_in(
+        self, tx: Transaction, fn: Function[..., R], args: dict[str, Any], identity: UserIdentity | None
+    ) -> R:
+        """Run query ``fn`` with checked ``args`` in ``tx`` (its snapshot and read set) and record the run.
+
+        Watched queries use this to re-run at a chosen snapshot and learn what the run read.
+        """
+        with self._recorded(fn) as counts:
+            return _run_query(tx, fn, args, Auth(identity), counts)
+
+    def checked_args(
+        self, fn: Function[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``kwargs`` checked against ``fn``'s validators (:class:`~zapnb.ArgumentValidationError` if not)."""
+        return _checked_args(self.engine, fn, args, kwargs)
+
+    @contextlib.contextmanager
+    def _recorded(self, fn: Function[..., Any]) -> Iterator[RunCounts]:
         started, clock, counts = time.time(), time.perf_counter(), RunCounts()
         outcome: Outcome = "success"
         failure: BaseException | None = None
         try:
-            checked = _checked_args(self.engine, fn, args, kwargs)
-            if fn.kind == "query":
-                return _run_query(self.engine, fn, checked, Auth(identity), counts)
-            return self._run_mutation(fn, checked, Auth(identity), counts)
+            yield counts
         except BaseException as err:
             outcome, failure = ("conflict" if isinstance(err, ConflictError) else "error"), err
             raise
@@ -522,9 +544,8 @@ def _checked_args(
 
 
 def _run_query(
-    engine: Engine, fn: Function[..., R], args: dict[str, Any], auth: Auth, counts: RunCounts
+    tx: Transaction, fn: Function[..., R], args: dict[str, Any], auth: Auth, counts: RunCounts
 ) -> R:
-    tx = Transaction(engine)
     counts.attempts = 1
     try:
         return fn.handler(QueryContext(DatabaseReader(tx, fn.name, counts), auth), **args)

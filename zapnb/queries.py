@@ -234,6 +234,11 @@ class Query:
         fields = {"index": self._index, "range": self._range, "order": self._order, "filters": self._filters}
         return Query(self._source, self.table, **{**fields, **changes})
 
+    def within(self, tx: Transaction) -> Query:
+        """This query reading ``tx``'s snapshot (and recording its reads in ``tx``'s read set)."""
+        fields = {"index": self._index, "range": self._range, "order": self._order, "filters": self._filters}
+        return Query(tx, self.table, **fields)
+
     # --- building -------------------------------------------------------------------------------------------
 
     def with_index(

@@ -80,6 +80,11 @@ class Transaction:
         """The writes so far, one per document (its latest), in the order the documents were first written."""
         return tuple(self._writes.values())
 
+    @property
+    def reads(self) -> tuple[ReadRange, ...]:
+        """The read set so far: every index range read (what a conflict check and a watched query test)."""
+        return tuple(self._reads)
+
     def record_read(self, read: ReadRange) -> None:
         """Add an index range to the read set (queries call this with the ranges they scanned)."""
         self._reads.append(read)
