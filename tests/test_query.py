@@ -302,8 +302,8 @@ def test_count_uses_the_index_without_reading_documents(db: zapnb.Database) -> N
     ranged = db.query("counters").with_index("by_group_n", lambda q: q.eq("group", "a").gte("n", 10))
     assert ranged.count() == 40
     assert db.query("counters").count() == 100
-    with pytest.raises(AssertionError, match="read a document"):
-        ranged.filter(lambda q: q.eq(q.field("n"), 11)).count()
+    with pytest.raises(AssertionError, match="read a document"):  # arithmetic needs the documents
+        ranged.filter(lambda q: q.eq(q.add(q.field("n"), 0), 11)).count()
 
 
 def test_count_sees_a_transactions_own_writes(db: zapnb.Database) -> None:
