@@ -6,6 +6,7 @@ import math
 import os
 import struct
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zapnb import define_table, v
+from zapnb import define_table, storage, v
 from zapnb.errors import CorruptionError, ZapWarning
 from zapnb.examples.zapdev import MESSAGE_ROLES, MESSAGE_STATUSES, MESSAGE_TYPES
 from zapnb.examples.zapdev import schema as zapdev
@@ -25,6 +26,7 @@ from zapnb.layout import Layout
 from zapnb.storage import (
     BaseFile,
     atomic_write_bytes,
+    cleanup_versions,
     fsync_tree,
     read_base,
     read_table_version,
@@ -85,6 +87,25 @@ def test_each_version_records_the_lsn_of_the_table_it_holds(tmp_path: Path) -> N
     table, lsn = read_table_version(tmp_path, "messages")
     assert (lsn, table.num_rows) == (30, 2)
     assert table_versions(tmp_path, "missing") == []
+
+
+def test_old_versions_are_cleaned_up_keeping_the_newest_two_and_the_retention_window(tmp_path: Path) -> None:
+    for lsn in range(1, 6):
+        write_table_version(tmp_path, "messages", messages(range(lsn)), lsn=lsn)
+    assert cleanup_versions(tmp_path, "messages") == 0  # all younger than the 30-day window
+    assert cleanup_versions(tmp_path, "messages", older_than=timedelta(0)) == 3
+    assert [(v.version, v.lsn) for v in table_versions(tmp_path, "messages")] == [(4, 4), (5, 5)]
+    table, lsn = read_table_version(tmp_path, "messages", version=4)  # the fallback version is still whole
+    assert (lsn, documents(table)) == (4, documents(messages(range(4))))
+    assert cleanup_versions(tmp_path, "missing") == 0
+
+
+def test_checkpoints_clean_up_every_few_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage, "RETENTION", timedelta(0))  # as if every version were a month old
+    for lsn in range(1, storage.CLEANUP_EVERY + 2):
+        write_table_version(tmp_path, "messages", messages(range(2)), lsn=lsn)
+    versions = [v.version for v in table_versions(tmp_path, "messages")]
+    assert versions == [storage.CLEANUP_EVERY - 1, storage.CLEANUP_EVERY, storage.CLEANUP_EVERY + 1]
 
 
 def test_other_tools_read_the_typed_columns(tmp_path: Path) -> None:

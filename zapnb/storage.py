@@ -43,11 +43,12 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple
 
@@ -65,7 +66,7 @@ from zapnb.durable import (
     read_base,
     write_base,
 )
-from zapnb.errors import CorruptionError, ZapWarning
+from zapnb.errors import CorruptionError, StorageIOError, ZapWarning
 from zapnb.faults import kill_point
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "BaseFile",
     "TableVersion",
     "atomic_write_bytes",
+    "cleanup_versions",
     "fsync_tree",
     "read_base",
     "read_table_version",
@@ -96,6 +98,15 @@ DELETE_WEIGHT: Final = 4
 
 MAX_FRAGMENTS: Final = 64
 """A dataset with this many fragments is overwritten in full, which compacts it into few large files."""
+
+RETENTION: Final = timedelta(days=30)
+"""Lance versions younger than this are kept: the window in which a table can be read as it was."""
+
+KEEP_VERSIONS: Final = 2
+"""The newest versions kept whatever their age: a damaged newest manifest falls back to the one before."""
+
+CLEANUP_EVERY: Final = 16
+"""Old versions are cleaned up once every this many versions of a table (a checkpoint makes one a table)."""
 
 _MANIFEST_MAGIC: Final = b"LANC"
 _V2_BASE: Final = 2**64 - 1  # Lance's v2 manifest names are this minus the version, zero-padded to 20 digits
@@ -190,7 +201,31 @@ def write_table_version(
         raise io_error(err, uri, "commit a Lance version") from err
     kill_point("storage.after_lance_commit")
     _fsync_changes(uri, before)
+    if int(version) % CLEANUP_EVERY == 0:
+        with contextlib.suppress(StorageIOError):  # maintenance: the next cleanup tries again
+            cleanup_versions(data_dir, table, older_than=RETENTION)
     return int(version)
+
+
+def cleanup_versions(
+    data_dir: str | os.PathLike[str], table: str, *, older_than: timedelta = RETENTION
+) -> int:
+    """Delete the Lance versions of ``table`` older than ``older_than`` (and the files only they use).
+
+    The newest :data:`KEEP_VERSIONS` versions are kept whatever their age. Returns how many versions were
+    removed. Checkpoints call this every :data:`CLEANUP_EVERY` versions with :data:`RETENTION`, after their
+    commit: it never holds up a transaction. Raises :class:`~zapnb.errors.StorageIOError` when the disk
+    refuses.
+    """
+    uri = table_path(data_dir, table)
+    if not uri.exists():
+        return 0
+    try:
+        dataset = _lance().dataset(str(uri))
+        stats = dataset.cleanup_old_versions(older_than=older_than, retain_versions=KEEP_VERSIONS)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise io_error(err, uri, "clean up old Lance versions") from err
+    return int(stats.old_versions)
 
 
 def _plan(dataset: Any, arrow_table: pa.Table, changes: Changes | None, since: int | None) -> Plan:
