@@ -6,12 +6,15 @@
 
 Both create the virtual environment ``.venv`` on first use and reinstall only when ``pyproject.toml`` changes.
 ``python3 dev.py test --quick`` skips the tests marked slow; extra arguments after ``--`` go to pytest.
+The full test command also runs the browser test, which needs Chromium: when it is missing and this runs as
+root on a machine with apt-get, it installs Debian's ``chromium`` package first (see docs/testing.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,9 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".zapnb-install-stamp"
 TUTORIAL = "01-getting-started.ipynb"
+# tests/browser_support.py reads these: "required" turns a missing Chromium into a failure instead of a skip.
+BROWSER_TESTS_ENV = "ZAPNB_BROWSER_TESTS"
+CHROMIUM_ENV = "ZAPNB_CHROMIUM"
 
 
 def _say(message: str) -> None:
@@ -61,6 +67,34 @@ def ensure_environment() -> None:
     STAMP.write_text(fingerprint)
 
 
+def _has_chromium() -> bool:
+    return bool(os.environ.get(CHROMIUM_ENV) or shutil.which("chromium") or shutil.which("chromium-browser"))
+
+
+def ensure_chromium() -> None:
+    """Install Debian's Chromium for the browser test when it is missing and this can: as root, with apt-get.
+
+    The browser test drives it through Playwright's Python package (in the ``test`` extra), which never
+    downloads a browser of its own here. Elsewhere, say what to install and let the browser test report it.
+    """
+    if _has_chromium():
+        return
+    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if not as_root or shutil.which("apt-get") is None:
+        _say(
+            "Chromium is missing, so the browser test will fail: install it (Debian/Ubuntu: apt-get install "
+            f"chromium), point {CHROMIUM_ENV} at a Chromium or Chrome executable, or let the test skip with "
+            f"{BROWSER_TESTS_ENV}=optional"
+        )
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+        _say(" ".join(command))
+        if subprocess.run(command, env=env, check=False).returncode != 0:
+            _say(f"{' '.join(command)} failed: the browser test will report Chromium as missing")
+            return
+
+
 def lab() -> None:
     """Open JupyterLab on the tutorial notebook, with the embedded data directory under ``notebooks/``."""
     env = {**os.environ, "ZAPNB_DATA_DIR": str(ROOT / "notebooks" / "zapnb-data")}
@@ -71,14 +105,18 @@ def lab() -> None:
 
 
 def test(quick: bool, pytest_args: list[str]) -> None:
-    """Run ruff, mypy --strict, the unit tests and doctests, and the notebooks under nbval."""
+    """Run ruff, mypy --strict, the unit tests and doctests, the notebooks under nbval, and the slow tiers."""
+    if not quick:  # the browser test is marked slow
+        ensure_chromium()
     _run(BIN / "ruff", "check", ".")
     _run(BIN / "ruff", "format", "--check", ".")
     _run(BIN / "mypy")
     marker = ["-m", "not slow"] if quick else []
     sanitize = ["--nbval-sanitize-with", "notebooks/sanitize.cfg"]
     with tempfile.TemporaryDirectory(prefix="zapnb-notebooks-") as data_dir:  # the notebooks start empty
-        env = {**os.environ, "ZAPNB_DATA_DIR": data_dir}
+        # here a missing Chromium fails the browser test rather than skipping it (unless set otherwise)
+        required = os.environ.get(BROWSER_TESTS_ENV, "required")
+        env = {**os.environ, "ZAPNB_DATA_DIR": data_dir, BROWSER_TESTS_ENV: required}
         _run(
             PYTHON,
             "-m",

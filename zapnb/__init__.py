@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from zapnb.transaction import Transaction
     from zapnb.validators import v
     from zapnb.values import MISSING, UNSET
+    from zapnb.widgets import LiveTable
 
 __version__ = "0.1.0.dev0"
 
@@ -79,6 +80,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "decode_json": ("zapnb.jsonvalues", "decode_json"),
     "encode_json": ("zapnb.jsonvalues", "encode_json"),
     "Subscription": ("zapnb.reactive", "Subscription"),
+    "LiveTable": ("zapnb.widgets", "LiveTable"),
     "Schema": ("zapnb.schema", "Schema"),
     "TableDefinition": ("zapnb.schema", "TableDefinition"),
     "define_schema": ("zapnb.schema", "define_schema"),
@@ -114,6 +116,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidQueryError",
     "InvalidValueError",
+    "LiveTable",
     "LogTruncatedError",
     "NestedWriteError",
     "NonexistentDocumentError",

@@ -80,6 +80,11 @@ class Database:
         return self._engine.path
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (on this database or on a view of it from ``as_user``)."""
+        return self._engine.closed
+
+    @property
     def schema(self) -> Schema | None:
         """The active schema, or ``None`` before the first deploy."""
         return self._engine.snapshot().catalog.schema
