@@ -165,3 +165,49 @@ def test_an_index_deployed_over_checkpointed_documents_reads_them(tmp_path: Path
         db._engine.checkpoint()
         db.deploy(SCHEMA, progress=False)  # builds by_text over documents that live in the base
         assert _by_text(db) == [f"t{i}" for i in range(5)]
+
+
+def test_a_checkpoint_after_an_index_deployed_over_checkpointed_documents(tmp_path: Path) -> None:
+    plain = zapnb.define_schema({"notes": zapnb.define_table({"text": v.string()})})
+    indexed = zapnb.define_schema(
+        {"notes": zapnb.define_table({"text": v.string()}).index("by_text", ["text"])}
+    )
+    with zapnb.connect(tmp_path) as db:
+        db.deploy(plain, progress=False)
+        db.insert_many("notes", [{"text": f"t{i}"} for i in (3, 1, 2)])
+        db._engine.checkpoint()
+        db.deploy(indexed, progress=False)  # its entries name checkpointed documents by ID
+        db.insert("notes", {"text": "t0"})
+        assert db._engine.checkpoint()
+        assert _by_text(db) == ["t0", "t1", "t2", "t3"]
+    with zapnb.connect(tmp_path) as db:
+        assert _by_text(db) == ["t0", "t1", "t2", "t3"]
+
+
+def test_a_checkpoint_after_a_deploy_that_changed_the_columns(tmp_path: Path) -> None:
+    wider = zapnb.define_schema(
+        {
+            "notes": zapnb.define_table(
+                {
+                    "text": v.string(),
+                    "n": v.optional(v.number()),
+                    "meta": v.optional(v.any()),
+                    "x": v.optional(v.int64()),
+                }
+            ).index("by_text", ["text"])
+        }
+    )
+    with zapnb.connect(tmp_path) as db:
+        db.deploy(SCHEMA, progress=False)
+        kept, rewritten, deleted = db.insert_many("notes", [{"text": "a"}, {"text": "b"}, {"text": "c"}])
+        db._engine.checkpoint()
+        db.deploy(wider, progress=False)  # the table's columns change: the next checkpoint rewrites every row
+        db.patch(rewritten, {"x": 7})
+        db.delete(deleted)
+        assert db._engine.checkpoint()
+        want = _contents(db, "notes")
+    with zapnb.connect(tmp_path) as db:
+        assert _contents(db, "notes") == want
+        assert [d["text"] for d in want] == ["a", "b"]
+        assert _by_text(db) == ["a", "b"]
+        assert db.get(kept) is not None

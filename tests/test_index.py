@@ -120,6 +120,7 @@ class IndexModel(RuleBasedStateMachine):
         self.directory = Path(tempfile.mkdtemp(prefix="zapnb-index-test-"))
         self.states: list[tuple[int, dict[bytes, str]]] = []
         self.log: list[tuple[int, list[bytes], list[tuple[bytes, str]]]] = []
+        self.runs: list[tuple[int, list[bytes], list[int]]] = []  # bulk runs: LSN, keys, their current rows
         self.readers: list[Reader] = []
         self.iterators: list[
             tuple[Iterator[Entry], list[tuple[bytes, str]], Reader, list[tuple[bytes, str]]]
@@ -183,6 +184,38 @@ class IndexModel(RuleBasedStateMachine):
         added = [k for k, _ in self.pool if k not in live or k in removed]
         self.commit(self.newest + 1, removed, data.draw(st.permutations(added), label="order"), False)
 
+    @rule(data=st.data(), gap=st.integers(0, 2), sorted_first=st.booleans())
+    def run_commit(self, data: st.DataObject, gap: int, sorted_first: bool) -> None:
+        """A bulk insert: fresh keys as one run, their documents appended to the table rows."""
+        free = [k for k, _ in self.pool if k not in self.states[-1][1]]
+        added = data.draw(st.lists(st.sampled_from(free), unique=True, max_size=12) if free else st.just([]))
+        held = [r.snapshot for r in self.readers] + [r.snapshot for _, _, r, _ in self.iterators]
+        if gap == 0 and self.newest in held:
+            gap = 1  # a run may share the LSN of the commit before it only while no reader holds that LSN
+        lsn = max(self.newest + gap, self.index.base_lsn + 1)
+        rows = list(range(len(self.rows), len(self.rows) + len(added)))
+        if sorted_first:
+            keys, order = sort_keys(added)
+            self.index.apply_run(lsn, keys, np.array(rows)[order])
+        else:
+            self.index.apply_run(lsn, pa.array(added, pa.binary()), rows)
+        self.rows = self.rows + [self.doc_of[k] for k in added]
+        state = dict(self.states[-1][1])
+        state.update((k, self.doc_of[k]) for k in added)
+        self.states.append((lsn, state))
+        self.runs.append((lsn, added, rows))
+
+    @rule(data=st.data())
+    def refused_run(self, data: st.DataObject) -> None:
+        live = sorted(self.states[-1][1])
+        if live:
+            keys = [data.draw(st.sampled_from(live))]
+            keys += [k for k, _ in self.pool if k not in self.states[-1][1]][:3]
+            with pytest.raises(IndexConsistencyError, match="already holds"):
+                self.index.apply_run(self.newest + 1, keys, range(len(keys)))
+            with pytest.raises(IndexConsistencyError, match="twice"):
+                self.index.apply_run(self.newest + 1, [keys[-1], keys[-1]], [0, 1])
+
     @rule(data=st.data())
     def refused_commit(self, data: st.DataObject) -> None:
         live = sorted(self.states[-1][1])
@@ -237,12 +270,21 @@ class IndexModel(RuleBasedStateMachine):
         live = self.state_at(upto)
         rows = data.draw(st.permutations(sorted(live.values())), label="new table rows")
         new_row = {doc: row for row, doc in enumerate(rows)}
-        old_to_new = [new_row.get(doc, -1) for doc in self.rows]
+        old_to_new = [
+            new_row.get(doc, -1) if row < len(self.rows) else -1 for row, doc in enumerate(self.rows)
+        ]
         merged = self.index.merged(upto, positions_from(old_to_new, new_row))
         assert merged.base_lsn == upto
         assert merged.base_count == len(live)
         assert merged.newest_lsn == self.newest
-        self.index, self.rows, self.floor = merged, list(rows), upto
+        # runs added after upto follow the new base's rows, in the order of their old rows
+        later = sorted(row for lsn, _, run_rows in self.runs if lsn > upto for row in run_rows)
+        renumber = {old: len(rows) + i for i, old in enumerate(later)}
+        self.runs = [
+            (lsn, keys, [renumber[r] for r in run_rows]) for lsn, keys, run_rows in self.runs if lsn > upto
+        ]
+        new_rows = list(rows) + [self.rows[old] for old in later]
+        self.index, self.rows, self.floor = merged, new_rows, upto
 
     @rule(data=st.data())
     def forget(self, data: st.DataObject) -> None:
@@ -258,8 +300,15 @@ class IndexModel(RuleBasedStateMachine):
         self.index.save(self.directory, "ix")
         loaded = IndexData.load(self.directory, "ix", mmap=use_mmap, verify=not use_mmap)
         assert loaded.base_lsn == self.index.base_lsn
-        for lsn, removed, added in self.log:
-            if lsn > loaded.base_lsn:  # what reopening does: replay the commit log after the base
+        # what reopening does: replay the commit log after the base, commits and bulk runs in LSN order
+        commits = [c for c in self.log if c[0] > loaded.base_lsn]
+        runs = [r for r in self.runs if r[0] > loaded.base_lsn]
+        while commits or runs:
+            if runs and (not commits or runs[0][0] < commits[0][0]):
+                lsn, keys, rows = runs.pop(0)
+                loaded.apply_run(lsn, keys, rows)
+            else:
+                lsn, removed, added = commits.pop(0)
                 loaded.apply(lsn, removed, added)
         self.index, self.floor = loaded, loaded.base_lsn
 

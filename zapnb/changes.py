@@ -4,16 +4,25 @@ Responsibilities: the one description of a committed change that every layer sha
 replay and other processes decode it; table state applies it; the conflict check and (later) subscriptions and
 monitoring read the :class:`ChangeSet` that applying it yields.
 
-Records are zapnb JSON (:mod:`zapnb.jsonvalues`), so every value round-trips exactly. Two kinds:
+Records are zapnb JSON (:mod:`zapnb.jsonvalues`), so every value round-trips exactly. Three kinds:
 
 - a commit: the wall-clock time and the written documents (a deleted document is written as ``None``);
+- a bulk commit: a commit that also inserted rows in bulk, held in side files (:mod:`zapnb.sidefiles`) that
+  the record names (:class:`BulkFile`: table, part, rows, size and checksums), not in the record itself;
 - a deploy: the schema that became active and the table numbers.
+
+A bulk commit's :class:`ChangeSet` holds its inserts as :class:`BulkChange` parts: per index, the sorted keys
+of the new documents, so :meth:`ChangeSet.touches` is a bisection per read range rather than a loop over
+documents.
 
 Examples
 --------
->>> from zapnb.changes import Commit, Write, decode_record, encode_record
+>>> from zapnb.changes import BulkFile, Commit, Write, decode_record, encode_record
 >>> record = Commit(time=1.5, writes=(Write("notes", "id1", {"_id": "id1", "_creationTime": 1.0, "x": 1}),))
 >>> decode_record(encode_record(record)) == record
+True
+>>> bulk = Commit(time=2.0, writes=(), bulk=(BulkFile("notes", 0, rows=1000, size=40960, checksums=(7,)),))
+>>> decode_record(encode_record(bulk)) == bulk
 True
 """
 
@@ -27,6 +36,8 @@ from zapnb.errors import CorruptionError, InvalidJsonError
 from zapnb.jsonvalues import decode_json, encode_json
 
 __all__ = [
+    "BulkChange",
+    "BulkFile",
     "Change",
     "ChangeSet",
     "Commit",
@@ -49,16 +60,29 @@ class Write:
 
 
 @dataclass(frozen=True, slots=True)
+class BulkFile:
+    """Rows one commit inserted into ``table`` in bulk, in the side file of its ``part`` (see
+    :mod:`zapnb.sidefiles`): how many, the file's size and a CRC-32 per block of it."""
+
+    table: str
+    part: int
+    rows: int
+    size: int
+    checksums: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
     """A committed transaction's writes, in the order they were made, and the tables it created.
 
     ``tables`` maps each table this commit created (by writing to a table with no number yet) to its
-    number.
+    number. ``bulk`` names the side files of the rows it inserted in bulk (none for most commits).
     """
 
     time: float
     writes: tuple[Write, ...]
     tables: Mapping[str, int] = field(default_factory=dict)
+    bulk: tuple[BulkFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +114,39 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class BulkChange:
+    """What applying one table's bulk insert did: ``rows`` new documents, and per index their sorted keys.
+
+    Every key is new (a bulk insert adds documents, it changes none), so these are all the keys it touched.
+    ``keys`` maps an index name to an object with ``len``, ``bisect(key)`` and ``keys(start, stop)``
+    (a :class:`~zapnb.indexbase.SortedKeys`, shared with the index it was added to).
+    """
+
+    table: str
+    rows: int
+    keys: Mapping[str, Any]
+
+    def touches(self, read: ReadRange) -> bool:
+        """Whether a key of these documents falls in ``read``."""
+        keys = self.keys.get(read.index) if read.table == self.table else None
+        if keys is None or not len(keys):
+            return False
+        start = 0 if read.lo is None else keys.bisect(read.lo)
+        stop = len(keys) if read.hi is None else keys.bisect(read.hi)
+        return bool(start < stop)
+
+    def touched_keys(self) -> Iterator[tuple[str, str, bytes]]:
+        """Every ``(table, index, key)``, in key order per index."""
+        for index, keys in self.keys.items():
+            for start in range(0, len(keys), _CHUNK):
+                for key in keys.keys(start, min(start + _CHUNK, len(keys))):
+                    yield self.table, index, key
+
+
+_CHUNK = 4096
+
+
+@dataclass(frozen=True, slots=True)
 class ReadRange:
     """A range ``[lo, hi)`` of one index that a transaction read (``None`` is unbounded)."""
 
@@ -116,12 +173,15 @@ class ChangeSet:
     time: float
     changes: tuple[Change, ...]
     everything: bool = False
+    bulk: tuple[BulkChange, ...] = ()
 
     def touched_keys(self) -> Iterator[tuple[str, str, bytes]]:
         """Every ``(table, index, key)`` this commit touched: old and new keys of each written document."""
         for change in self.changes:
             for index, key in change.touched:
                 yield change.table, index, key
+        for part in self.bulk:
+            yield from part.touched_keys()
 
     def touches(self, reads: Iterable[ReadRange]) -> ReadRange | None:
         """The first read range that an old or new index key of this commit falls in, or ``None``."""
@@ -133,18 +193,28 @@ class ChangeSet:
                 for read in ranges:
                     if read.table == change.table and read.index == index and read.contains(key):
                         return read
+        for read in ranges:
+            if any(part.touches(read) for part in self.bulk):
+                return read
         return None
+
+    @property
+    def weight(self) -> int:
+        """How many documents this commit wrote (bulk inserts included)."""
+        return len(self.changes) + sum(part.rows for part in self.bulk)
 
 
 def encode_record(record: Record) -> bytes:
     """The bytes of a record, for :meth:`zapnb.log.CommitLog.append`."""
     if isinstance(record, Commit):
         body: dict[str, Any] = {
-            "kind": "commit",
+            "kind": "bulk" if record.bulk else "commit",
             "time": record.time,
             "writes": [[w.table, w.id, w.doc] for w in record.writes],
             "tables": dict(record.tables),
         }
+        if record.bulk:
+            body["files"] = [[f.table, f.part, f.rows, f.size, list(f.checksums)] for f in record.bulk]
     else:
         body = {"kind": "deploy", "time": record.time, "schema": record.schema, "tables": dict(record.tables)}
     return encode_json(body).encode()
@@ -155,9 +225,14 @@ def decode_record(payload: bytes, *, lsn: int = 0) -> Record:
     try:
         body = decode_json(payload)
         kind = body["kind"]
-        if kind == "commit":
+        if kind in ("commit", "bulk"):
             writes = tuple(Write(table, id_, doc) for table, id_, doc in body["writes"])
-            return Commit(time=float(body["time"]), writes=writes, tables=dict(body["tables"]))
+            files = tuple(
+                BulkFile(table, int(part), int(rows), int(size), tuple(int(c) for c in checksums))
+                for table, part, rows, size, checksums in body.get("files", [])
+                if kind == "bulk"
+            )
+            return Commit(time=float(body["time"]), writes=writes, tables=dict(body["tables"]), bulk=files)
         if kind == "deploy":
             return Deploy(time=float(body["time"]), schema=body["schema"], tables=dict(body["tables"]))
     except (InvalidJsonError, KeyError, TypeError, ValueError) as err:

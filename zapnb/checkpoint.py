@@ -6,12 +6,14 @@ Responsibilities:
   index base arrays and a Lance version (the table of record, carrying the LSN), then ``checkpoint.json``
   naming them, replaced atomically;
 - load a checkpoint into :class:`~zapnb.tablestate.TableState` objects (memory maps, no scans) and carry the
-  versions applied since over to them.
+  versions and bulk batches applied since over to them.
 
-A table's new base is its old base without the rows rewritten since, followed by the documents written since
-(columnar: an Arrow filter and concatenation, no per-row Python), and each index is merged the same way
-(:meth:`zapnb.index.IndexData.merged`). Only one process checkpoints at a time (a non-blocking ``flock`` on
-``checkpoint.lock``); every process, this one included, then loads the new files and swaps its states.
+A table's new base is its old base (with the batches of bulk inserts applied to it since) without the rows
+rewritten since, followed by the documents written since (columnar: an Arrow filter and concatenation, no
+per-row Python), and each index is merged the same way, its bulk runs folded in
+(:meth:`zapnb.index.IndexData.merged`). A table whose layout changed (a deploy) is rewritten row by row. Only
+one process checkpoints at a time (a non-blocking ``flock`` on ``checkpoint.lock``); every process, this one
+included, then loads the new files and swaps its states.
 """
 
 from __future__ import annotations
@@ -19,22 +21,24 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from zapnb.changes import Write
 from zapnb.errors import CorruptionError
 from zapnb.faults import kill_point
-from zapnb.index import IndexData, IndexSpec, positions_from
+from zapnb.index import IndexData, IndexSpec, PositionsFor
 from zapnb.layout import Layout
 from zapnb.schema import Schema, TableDefinition
 from zapnb.storage import (
+    INCREMENTAL_MAX_FRACTION,
     BaseFile,
     atomic_write_bytes,
     fsync_tree,
@@ -43,7 +47,7 @@ from zapnb.storage import (
     write_base,
     write_table_version,
 )
-from zapnb.tablestate import TableState
+from zapnb.tablestate import Batch, TableState
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -122,15 +126,23 @@ def checkpoint_lock(root: Path) -> Iterator[bool]:
 
 
 def load_table(
-    root: Path, name: str, entry: Mapping[str, Any], definition: TableDefinition | None, lsn: int
+    root: Path,
+    name: str,
+    entry: Mapping[str, Any],
+    definition: TableDefinition | None,
+    lsn: int,
+    *,
+    verify: bool = True,
 ) -> TableState:
     """A table's state as the checkpoint at ``lsn`` left it: its base mapped, its indexes loaded.
 
     The table may have been written by an earlier checkpoint (nothing changed it since); its state is the
-    same at ``lsn``.
+    same at ``lsn``. With ``verify`` every byte of the base is checked against its checksums (reading all of
+    it); without, only its structure (for files this process has just written).
     """
     layout = Layout.for_table(definition, table=name)
-    base = read_base(root / entry["base"]["path"], expected=BaseFile.from_json(entry["base"]))
+    expected = BaseFile.from_json(entry["base"]) if verify else None
+    base = read_base(root / entry["base"]["path"], expected=expected)
     indexes: dict[str, tuple[IndexSpec, IndexData]] = {}
     for index_name, index in entry["indexes"].items():
         spec = IndexSpec(index_name, tuple(index["fields"]), index["kind"])
@@ -170,16 +182,30 @@ def rebuild_table(
 
 
 def carry_over(old: TableState, new: TableState) -> TableState:
-    """Apply to ``new`` (a state loaded at its base LSN) every version ``old`` applied after that LSN."""
+    """Apply to ``new`` (a state loaded at its base LSN) every version and batch ``old`` applied after that
+    LSN, in LSN order (within one commit, its documents before its batch, as the engine applied them)."""
     versions = sorted(
         (lsn, doc_id, doc)
         for doc_id, history in old.overlay.items()
         for lsn, doc in history
         if lsn > new.base_lsn
     )
+    batches = [batch for batch in old.batches if batch.lsn > new.base_lsn]
     for lsn, doc_id, doc in versions:
+        while batches and batches[0].lsn < lsn:
+            _carry_batch(new, batches.pop(0))
         new.apply(lsn, Write(old.name, doc_id, doc))
+    for batch in batches:
+        _carry_batch(new, batch)
     return new
+
+
+def _carry_batch(new: TableState, batch: Batch) -> None:
+    if new.accepts(batch.rows):
+        new.apply_bulk(batch.lsn, batch.rows, batch.layout, batch.keys)
+        return
+    for doc in batch.layout.to_documents(batch.rows):  # a table rewritten in a new layout since: by document
+        new.apply(batch.lsn, Write(new.name, str(doc["_id"]), doc))
 
 
 # --- writing ------------------------------------------------------------------------------------------------
@@ -254,19 +280,20 @@ def write_table(
     if not (root / "indexes").exists():
         (root / "indexes").mkdir()
         fsync_tree([root / "indexes"])
-    positions = positions_from(new.old_to_new, new.rows)
+    positions = _positions(state, new, lsn)
     for index_name, (spec, data) in state.indexes.items():
         file_name = f"{state.name}-{lsn}-{index_name}"
         data.merged(lsn, positions).save(root / "indexes", file_name)
         indexes[index_name] = {"fields": list(spec.fields), "kind": spec.kind, "file": file_name}
     kill_point("checkpoint.after_index_write")
-    if new.deleted is not None and since_lsn:
+    inserted = _batch_ids(state, new, table.num_rows)
+    if new.deleted is not None and since_lsn and inserted is not None:
         version = write_table_version(
             root,
             state.name,
             table,
             lsn=lsn,
-            changed_ids=list(new.rows),
+            changed_ids=[*new.rows, *inserted],
             deleted_ids=new.deleted,
             since_lsn=since_lsn,
         )
@@ -303,33 +330,64 @@ def _new_base(state: TableState, layout: Layout, lsn: int) -> _NewBase:
     """The table at ``lsn`` as Arrow: the old base's surviving rows in order, then the rows written since."""
     latest = {doc_id: _latest(history, lsn) for doc_id, history in state.overlay.items()}
     written = {doc_id: doc for doc_id, (seen, doc) in latest.items() if seen and doc is not None}
-    old_to_new = np.arange(state.base_rows, dtype=np.int64)
-    old_base = state.base
-    if old_base is not None and not old_base.schema.equals(layout.arrow_schema):
-        old_base = None  # the layout changed (a deploy): every row is rewritten below
-    if old_base is None:
-        old_to_new[:] = -1
-        docs = [state.read_row(row) for row in range(state.base_rows)]
-        docs = [doc for doc in docs if str(doc["_id"]) not in latest]
-        rows = docs + list(written.values())
-        return _NewBase(
-            layout.to_arrow(rows), old_to_new, {str(d["_id"]): i for i, d in enumerate(rows)}, None
-        )
     keep = np.ones(state.base_rows, dtype=bool)
     moved: dict[int, str] = {}  # old base row -> the document now written after the kept rows (or deleted)
     for doc_id, (seen, _doc) in latest.items():
-        position = state.base_position(doc_id) if seen else -1
+        position = state.base_position(doc_id, lsn) if seen else -1
         if position >= 0:
             keep[position] = False
             moved[position] = doc_id
     kept = int(keep.sum())
+    old_to_new = np.full(state.base_rows, -1, dtype=np.int64)
     old_to_new[keep] = np.arange(kept, dtype=np.int64)
     new_rows = {doc_id: kept + i for i, doc_id in enumerate(written)}
     for position, doc_id in moved.items():
         old_to_new[position] = new_rows.get(doc_id, -1)  # an index key that stayed now points at the new row
-    deleted = [doc_id for doc_id in moved.values() if doc_id not in new_rows]
     added = layout.to_arrow(list(written.values()))
-    return _NewBase(pa.concat_tables([old_base.filter(pa.array(keep)), added]), old_to_new, new_rows, deleted)
+    old_base = state.base
+    if old_base is not None and old_base.schema.equals(layout.arrow_schema):
+        stay = old_base if kept == state.base_rows else old_base.filter(pa.array(keep))  # no copy if all stay
+        deleted = [doc_id for doc_id in moved.values() if doc_id not in new_rows]
+        return _NewBase(pa.concat_tables([stay, added]), old_to_new, new_rows, deleted)
+    # the layout changed (a deploy): every row is rewritten in the new one
+    stay_docs = layout.to_arrow([state.read_row(row) for row in np.flatnonzero(keep).tolist()])
+    return _NewBase(pa.concat_tables([stay_docs, added]), old_to_new, new_rows, None)
+
+
+def _positions(state: TableState, new: _NewBase, lsn: int) -> PositionsFor:
+    """Where the documents of the old base and those written since are in the new base.
+
+    An index entry added since the old base names its document by ID: one written since, or one of the
+    old base whose entry was added later (an index deployed since).
+    """
+
+    def positions(old_positions: npt.NDArray[np.int64], doc_ids: Sequence[str], /) -> npt.NDArray[np.int64]:
+        rows = []
+        for doc_id in doc_ids:
+            row = new.rows.get(doc_id)
+            if row is None:
+                position = state.base_position(doc_id, lsn)
+                row = int(new.old_to_new[position]) if position >= 0 else -1
+            rows.append(row)
+        found: npt.NDArray[np.int64] = np.concatenate(
+            [new.old_to_new[old_positions], np.array(rows, dtype=np.int64)]
+        )
+        return found
+
+    return positions
+
+
+def _batch_ids(state: TableState, new: _NewBase, rows: int) -> list[str] | None:
+    """The IDs of the batches' rows that the new base keeps (rows the Lance dataset does not have yet), or
+    ``None`` when they are too many for an incremental Lance commit to pay."""
+    if not state.batches:
+        return []
+    start = state.batches[0].start
+    if state.base_rows - start > INCREMENTAL_MAX_FRACTION * max(rows, 1):
+        return None
+    kept = np.flatnonzero(new.old_to_new[start:] >= 0) + start
+    found: list[str] = state.base.column("_id").take(pa.array(kept)).to_pylist()
+    return [doc_id for doc_id in found if doc_id not in new.rows]
 
 
 def _latest(history: list[tuple[int, Any]], lsn: int) -> tuple[bool, Any]:

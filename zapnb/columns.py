@@ -10,6 +10,10 @@ The result is normalized and typed with :meth:`Validator.polars_dtype`: IDs beco
 of JSON-text columns (:meth:`Validator.stores_json`) become zapnb JSON text. Reading a Struct row back, a null
 field of an object is a missing field when the field is optional and cannot hold null.
 
+:func:`check_column` is the same check for bulk inserts: instead of raising it returns the first bad row, so
+a caller checking several columns can report the first bad row of the whole table. A column of ``v.id("t")``
+is checked as a whole too (base32, table number and checksum in NumPy) when the table numbers are known.
+
 Examples
 --------
 >>> import polars as pl
@@ -30,7 +34,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from zapnb.errors import InvalidValueError
+from zapnb.errors import InvalidValueError, SchemaValidationError
+from zapnb.ids import ALPHABET, varint
 from zapnb.jsonvalues import encode_json
 from zapnb.validator_base import IdResolver, Validator, _error, _Mismatch, _resolver
 from zapnb.validator_kinds import (
@@ -52,7 +57,7 @@ from zapnb.validator_kinds import (
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["validate_column"]
+__all__ = ["check_column", "validate_column"]
 
 Convert: TypeAlias = Callable[[Any], Any]
 Vector: TypeAlias = "tuple[pl.Series, pl.Series]"
@@ -94,16 +99,75 @@ def validate_column(
         validator, optional = validator.inner, True
     series = _as_series(column)
     resolver = _resolver(ids)
-    vector = _vectorized(validator, series)
+    checked = _checked(validator, series, resolver, optional)
+    if isinstance(checked, int):  # the first bad row's error, exactly as the value check words it
+        error = _row_error(validator, series[checked], f"[{checked}]{path}", resolver, table)
+        if error is None:
+            raise AssertionError(f"row {checked} failed the column check but passed the value check")
+        raise error
+    return checked
+
+
+def check_column(
+    validator: Validator,
+    column: Any,
+    *,
+    ids: IdResolver | Mapping[str, int] | None = None,
+    optional: bool = False,
+) -> pl.Series | int:
+    """Like :func:`validate_column`, but return the first bad row instead of raising.
+
+    Returns
+    -------
+    The normalized, typed column when every row passes, else the number of the first row that does not
+    (:func:`validate_column` on that row gives the error).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from zapnb import v
+    >>> check_column(v.number(), pl.Series([1, 2])).to_list()
+    [1.0, 2.0]
+    >>> check_column(v.string(), pl.Series(["a", None]))
+    1
+    """
+    if isinstance(validator, OptionalValidator):
+        validator, optional = validator.inner, True
+    return _checked(validator, _as_series(column), _resolver(ids), optional)
+
+
+def _checked(
+    validator: Validator, series: pl.Series, ids: IdResolver | None, optional: bool
+) -> pl.Series | int:
+    """The normalized column, or the first bad row."""
+    import polars as pl
+
+    vector = _vectorized(validator, series, ids)
     if vector is not None:
         normalized, ok = vector
         if optional:
             ok = ok | series.is_null()
         if ok.all():
             return normalized.alias(series.name)
-        row = int(ok.arg_min())  # type: ignore[arg-type]
-        _check_rows(validator, series.slice(row, 1), path, resolver, table, optional, first_row=row)
-    return _check_rows(validator, series, path, resolver, table, optional)
+        return int(ok.arg_min())  # type: ignore[arg-type]
+    cells = _cells(validator, series, ids, optional)
+    if isinstance(cells, int):
+        return cells
+    return pl.Series(series.name, cells, dtype=validator.polars_dtype())
+
+
+def _cells(
+    validator: Validator, series: pl.Series, ids: IdResolver | None, optional: bool
+) -> list[Any] | int:
+    """The normalized cells of ``series`` checked value by value, or the first bad row."""
+    read, check, write = _reader(validator), validator._check, _writer(validator)
+    cells: list[Any] = []
+    try:
+        for item in series.to_list():
+            cells.append(None if item is None and optional else write(check(read(item), ids)))
+    except _Mismatch:
+        return len(cells)
+    return cells
 
 
 def _as_series(column: Any) -> pl.Series:
@@ -122,29 +186,15 @@ def _as_series(column: Any) -> pl.Series:
     )
 
 
-def _check_rows(
-    validator: Validator,
-    series: pl.Series,
-    path: str,
-    ids: IdResolver | None,
-    table: str | None,
-    optional: bool,
-    first_row: int = 0,
-) -> pl.Series:
-    """Check ``series`` value by value (row numbers in errors start at ``first_row``)."""
-    import polars as pl
-
-    read, check, write = _reader(validator), validator._check, _writer(validator)
-    cells: list[Any] = []
-    for row, item in enumerate(series.to_list(), start=first_row):
-        if item is None and optional:
-            cells.append(None)
-            continue
-        try:
-            cells.append(write(check(read(item), ids)))
-        except _Mismatch as m:
-            raise _error(m, f"[{row}]{path}", table) from None
-    return pl.Series(series.name, cells, dtype=validator.polars_dtype())
+def _row_error(
+    validator: Validator, item: Any, path: str, ids: IdResolver | None, table: str | None
+) -> SchemaValidationError | None:
+    """The error of one cell as :meth:`Validator.validate` words it (``None`` if the cell is good)."""
+    try:
+        validator._check(_reader(validator)(item), ids)
+    except _Mismatch as m:
+        return _error(m, path, table)
+    return None
 
 
 # --- checking a column as a whole ---------------------------------------------------------------------------
@@ -163,14 +213,16 @@ def _fits(family: str, dtype: pl.DataType) -> bool:
     return (family == "boolean" and dtype == pl.Boolean) or (family == "bytes" and dtype == pl.Binary)
 
 
-def _vectorized(validator: Validator, series: pl.Series) -> Vector | None:
+def _vectorized(validator: Validator, series: pl.Series, ids: IdResolver | None) -> Vector | None:
     """The normalized column and a mask of good rows (nulls counted as the value None), or None."""
     if isinstance(validator, NullValidator):
         return series.cast(validator.polars_dtype(), strict=False), series.is_null()
     if isinstance(validator, LiteralValidator):
         return _literal_vector(validator, series)
     if isinstance(validator, UnionValidator):
-        return _union_vector(validator, series)
+        return _union_vector(validator, series, ids)
+    if isinstance(validator, IdValidator):
+        return _id_vector(validator, series, ids)
     if not _fits(_FAMILIES.get(type(validator), ""), series.dtype):
         return None
     normalized = series.cast(validator.polars_dtype(), strict=False)
@@ -190,7 +242,7 @@ def _literal_vector(validator: LiteralValidator, series: pl.Series) -> Vector | 
     return as_kind.cast(validator.polars_dtype(), strict=False), (as_kind == literal).fill_null(False)
 
 
-def _union_vector(validator: UnionValidator, series: pl.Series) -> Vector | None:
+def _union_vector(validator: UnionValidator, series: pl.Series, ids: IdResolver | None) -> Vector | None:
     import polars as pl
 
     others = _not_null(validator)
@@ -200,13 +252,72 @@ def _union_vector(validator: UnionValidator, series: pl.Series) -> Vector | None
         strings = series.cast(pl.String)
         ok = strings.is_in(dtype.categories.to_list()).fill_null(nullable) | (series.is_null() & nullable)
         return strings.cast(dtype, strict=False), ok
-    if len(others) == 1 and (inner := _vectorized(others[0], series)) is not None:
+    if len(others) == 1 and (inner := _vectorized(others[0], series, ids)) is not None:
         return inner[0], inner[1] | (series.is_null() & nullable)
     return None
 
 
 def _not_null(union: UnionValidator) -> list[Validator]:
     return [member for member in union.members if not isinstance(member, NullValidator)]
+
+
+# --- IDs, as a whole ----------------------------------------------------------------------------------------
+
+
+def _id_vector(validator: IdValidator, series: pl.Series, ids: IdResolver | None) -> Vector | None:
+    """A string column of IDs of ``validator``'s table: a row is good when it is the canonical text of an ID
+    with that table's number (see :mod:`zapnb.ids`); any other row is left to the value check."""
+    import polars as pl
+
+    number = None if ids is None else ids.table_number(validator.table)
+    if number is None or not _fits("string", series.dtype):
+        return None
+    texts = series.cast(pl.String)
+    prefix = varint(number)
+    size = len(prefix) + 18  # the table number, 16 bytes of internal id, 2 of checksum
+    chars = (8 * size + 4) // 5
+    fits = (texts.str.len_bytes() == chars).fill_null(False)
+    uniform = pl.select(pl.when(fits).then(texts).otherwise(pl.lit("0" * chars))).to_series()
+    good = _good_ids(uniform, chars, size, prefix)
+    return texts, fits & pl.Series(good)
+
+
+_DIGITS: Final = {ord(char): digit for digit, char in enumerate(ALPHABET)}
+
+
+def _good_ids(uniform: pl.Series, chars: int, size: int, prefix: bytes) -> Any:
+    """For texts of ``chars`` ASCII characters each: which decode to ``size`` bytes starting with ``prefix``,
+    with zero padding bits and the right Fletcher-16 footer."""
+    import numpy as np
+
+    n = len(uniform)
+    array = uniform.to_arrow()
+    offsets = np.frombuffer(array.buffers()[1], np.int64)[array.offset : array.offset + n + 1]
+    data = np.frombuffer(array.buffers()[2], np.uint8)[int(offsets[0]) : int(offsets[0]) + n * chars]
+    lookup = np.full(256, 32, np.uint8)
+    lookup[list(_DIGITS)] = list(_DIGITS.values())
+    digits = lookup[data.reshape(n, chars)]
+    good = (digits < 32).all(axis=1)
+    groups = -(-chars // 8)
+    padded = np.zeros((n, groups * 8), np.uint8)
+    padded[:, :chars] = digits & 31
+    d = [padded[:, k::8] for k in range(8)]  # the k-th character of each group of 8 (40 bits, 5 bytes)
+    grouped = np.empty((n, groups, 5), np.uint8)
+    grouped[:, :, 0] = (d[0] << 3) | (d[1] >> 2)
+    grouped[:, :, 1] = ((d[1] & 3) << 6) | (d[2] << 1) | (d[3] >> 4)
+    grouped[:, :, 2] = ((d[3] & 15) << 4) | (d[4] >> 1)
+    grouped[:, :, 3] = ((d[4] & 1) << 7) | (d[5] << 2) | (d[6] >> 3)
+    grouped[:, :, 4] = ((d[6] & 7) << 5) | d[7]
+    raw = grouped.reshape(n, groups * 5)
+    padding = 5 * chars - 8 * size
+    if padding:
+        good &= (digits[:, -1] & ((1 << padding) - 1)) == 0
+    good &= (raw[:, : len(prefix)] == np.frombuffer(prefix, np.uint8)).all(axis=1)
+    # Fletcher-16 modulo 256: the sum of the bytes and the sum of their running sums (byte k counted
+    # size - 2 - k times); uint8 arithmetic wraps modulo 256, as both sums do
+    weights = np.stack([np.ones(size - 2), np.arange(size - 2, 0, -1)], axis=1).astype(np.uint8)
+    sums = raw[:, : size - 2] @ weights
+    return good & (raw[:, size - 2] == sums[:, 0]) & (raw[:, size - 1] == sums[:, 1])
 
 
 # --- cells, value by value ----------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
+from zapnb.bulk import frame_of
 from zapnb.deploy import DeployReport, deploy
 from zapnb.engine import Engine
 from zapnb.errors import ConflictError
@@ -21,8 +22,7 @@ from zapnb.ids import Id
 from zapnb.queries import Query
 from zapnb.reactive import Reactor, Subscription
 from zapnb.schema import Schema
-from zapnb.transaction import Transaction
-from zapnb.validator_kinds import ObjectValidator, OptionalValidator
+from zapnb.transaction import Rows, Transaction
 
 if TYPE_CHECKING:
     import polars as pl
@@ -177,9 +177,13 @@ class Database:
         """Insert one document and return its ID (durable when this returns)."""
         return self._write(lambda tx: tx.insert(table, doc))
 
-    def insert_many(self, table: str, rows: Any) -> list[Id]:
-        """Insert many documents in one transaction: a list of dicts, a Polars frame or an Arrow table."""
-        docs = self._rows(table, rows)
+    def insert_many(self, table: str, rows: Rows) -> list[Id]:
+        """Insert many documents in one transaction: a list of dicts, a Polars frame or an Arrow table.
+
+        A frame is checked column by column, and a large insert is stored as one columnar batch; errors
+        name the row (``Path: [3].name``). See :meth:`Transaction.insert_many`.
+        """
+        docs = rows if frame_of(rows) is not None or isinstance(rows, list) else list(rows)
         return self._write(lambda tx: tx.insert_many(table, docs))
 
     def patch(self, doc_id: str, fields: Mapping[str, Any]) -> None:
@@ -208,26 +212,6 @@ class Database:
             return result
         raise AssertionError("unreachable")
 
-    def _rows(self, table: str, rows: Any) -> Iterable[Mapping[str, Any]]:
-        if isinstance(rows, list):
-            return rows
-        module = type(rows).__module__.split(".")[0]
-        if module == "polars":
-            dicts: list[dict[str, Any]] = rows.to_dicts()
-        elif module == "pyarrow":
-            dicts = rows.to_pylist()
-        else:
-            return list(rows)
-        optional = self._optional_fields(table)
-        return [_drop_missing(d, optional) for d in dicts]
-
-    def _optional_fields(self, table: str) -> frozenset[str]:
-        schema = self.schema
-        definition = None if schema is None else schema.tables.get(table)
-        if definition is None or not isinstance(definition.document, ObjectValidator):
-            return frozenset()
-        return frozenset(name for name, v in definition.document.fields if isinstance(v, OptionalValidator))
-
     # --- lifecycle ------------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -244,11 +228,6 @@ class Database:
     def __repr__(self) -> str:
         state = "closed" if self._engine.closed else "open"
         return f"<zapnb.Database {str(self.path)!r} ({state})>"
-
-
-def _drop_missing(row: dict[str, Any], optional: frozenset[str]) -> dict[str, Any]:
-    """A null in a column of an optional field means the field is missing."""
-    return {k: v for k, v in row.items() if not (v is None and k in optional)}
 
 
 class _Shared:

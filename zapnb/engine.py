@@ -6,8 +6,10 @@ Responsibilities:
   after it (:mod:`zapnb.checkpoint`);
 - hand out snapshots (an LSN and the table states that answer reads at it);
 - commit: inside the log's cross-process writer section, catch up with every record appended since, check the
-  transaction's read set against the commits after its snapshot (serializable isolation), append;
-- apply every record, its own and other processes', in LSN order, read back from the log, and publish the
+  transaction's read set against the commits after its snapshot (serializable isolation), append; rows
+  inserted in bulk go to side files written before the section and named inside it (:mod:`zapnb.sidefiles`);
+- apply every record, its own and other processes', in LSN order, read back from the log (a bulk insert as
+  a columnar batch, from memory when this process made it), and publish the
   :class:`~zapnb.changes.ChangeSet` of each to listeners (the conflict check, watched queries);
 - watch the log for other processes' commits, so they become visible within a few tens of milliseconds.
 
@@ -24,12 +26,31 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
+
 from zapnb import checkpoint as checkpoints
-from zapnb.changes import ChangeSet, Commit, Deploy, ReadRange, Record, Write, decode_record, encode_record
+from zapnb import sidefiles
+from zapnb.bulk import BulkPart, BulkRows, bulk_parts, keys_meanwhile
+from zapnb.changes import (
+    BulkChange,
+    BulkFile,
+    Change,
+    ChangeSet,
+    Commit,
+    Deploy,
+    ReadRange,
+    Record,
+    Write,
+    decode_record,
+    encode_record,
+)
 from zapnb.durable import atomic_write_bytes
 from zapnb.errors import (
     ClosedError,
@@ -43,6 +64,7 @@ from zapnb.errors import (
 from zapnb.faults import kill_point
 from zapnb.ids import FIRST_USER_TABLE_NUMBER
 from zapnb.index import IndexData, IndexSpec
+from zapnb.layout import Layout
 from zapnb.log import DEFAULT_SEGMENT_SIZE, CommitLog, LogRecord
 from zapnb.progress import progress
 from zapnb.schema import Schema
@@ -53,6 +75,7 @@ __all__ = ["FORMAT_VERSION", "Catalog", "Engine", "Snapshot"]
 FORMAT_VERSION = 1
 MARKER = "zapnb.json"
 RECENT_COMMITS = 50_000  # change sets kept for conflict checks; an older snapshot conflicts conservatively
+RECENT_DOCUMENTS = 250_000  # ...and at most this many documents written in them (bulk inserts hold keys)
 WATCH_INTERVAL = 0.02
 CHECKPOINT_WRITES = 50_000  # checkpoint once this many document writes are held in memory...
 CHECKPOINT_SECONDS = 60.0  # ...or this long after the first write since the last checkpoint
@@ -101,7 +124,8 @@ class Engine:
         self._tables: dict[str, TableState] = {}
         self._catalog = Catalog()
         self._snapshot = Snapshot(0, {}, self._catalog)
-        self._recent: collections.deque[ChangeSet] = collections.deque(maxlen=RECENT_COMMITS)
+        self._recent: collections.deque[ChangeSet] = collections.deque()
+        self._recent_documents = 0
         self._deploys: list[int] = []
         self._listeners: list[Listener] = []
         self._last_time = 0.0
@@ -112,7 +136,9 @@ class Engine:
         self._writes_since_checkpoint = 0
         self._first_write_at: float | None = None
         self._checkpoint_mutex = threading.Lock()
+        self._in_flight = _InFlight()
         self._deploying = False
+        self._own_bulk: dict[int, list[BulkPart]] = {}  # this process's bulk inserts being committed, by LSN
 
     # --- opening and closing --------------------------------------------------------------------------------
 
@@ -132,6 +158,7 @@ class Engine:
         try:
             engine._load_checkpoint()
             engine.catch_up()
+            sidefiles.remove_unreferenced(root, engine.log)  # left by a bulk commit that crashed
         except BaseException:
             engine.log.close()
             raise
@@ -205,6 +232,15 @@ class Engine:
             self._last_time = now
             return now
 
+    def creation_times(self, count: int) -> npt.NDArray[np.float64]:
+        """``count`` strictly increasing creation times, later than any this process handed out before."""
+        with self._time_lock:
+            start = max(time.time() * 1000.0, self._last_time + 0.001)
+            times = start + 0.001 * np.arange(count, dtype=np.float64)  # 0.001 ms is several float steps
+            if count:
+                self._last_time = float(times[-1])
+            return times
+
     # --- writing --------------------------------------------------------------------------------------------
 
     def commit(
@@ -213,24 +249,67 @@ class Engine:
         writes: Sequence[Write],
         reads: Iterable[ReadRange],
         new_tables: Mapping[str, int] | None = None,
+        bulk: Sequence[BulkRows] = (),
     ) -> int:
         """Commit writes made on ``snapshot`` if nothing they read has changed since; return the commit's LSN.
+
+        ``bulk`` are rows inserted in bulk: they are written to side files (:mod:`zapnb.sidefiles`) that the
+        record names, and applied to their tables as columnar batches.
 
         Raises :class:`~zapnb.errors.ConflictError` (writing nothing) when a commit after the snapshot changed
         an index key inside one of ``reads``, changed the schema, or created one of ``new_tables``.
         """
+        with self._in_flight:
+            return self._commit(snapshot, writes, reads, new_tables, bulk)
+
+    @property
+    def committing(self) -> bool:
+        """Whether a thread of this process is committing now (watched queries wait for it to finish)."""
+        return self._in_flight.busy
+
+    def _commit(
+        self,
+        snapshot: Snapshot,
+        writes: Sequence[Write],
+        reads: Iterable[ReadRange],
+        new_tables: Mapping[str, int] | None,
+        bulk: Sequence[BulkRows],
+    ) -> int:
         self.check_usable()
-        record = Commit(time=time.time() * 1000.0, writes=tuple(writes), tables=dict(new_tables or {}))
-        payload = encode_record(record)
-        with self.log.writer() as writer:
-            self._apply(writer.read_since(self._applied))
-            self._check_conflicts(snapshot, list(reads), record.tables)
-            lsn = writer.append(payload)
+        parts = bulk_parts(bulk)
+        pending: AbstractContextManager[list[sidefiles.PendingFile]] = nullcontext([])
+        keys: AbstractContextManager[Callable[[], None]] = nullcontext(lambda: None)
+        if parts:  # the index keys are built while the side files are written
+            pending = sidefiles.pending(self.path, [(p.table, p.rows) for p in parts])
+            keys = keys_meanwhile(parts, partial(_index_specs, snapshot))
+        with keys as keys_built, pending as files:
+            keys_built()
+            record = Commit(
+                time=time.time() * 1000.0,
+                writes=tuple(writes),
+                tables=dict(new_tables or {}),
+                bulk=tuple(file.ref for file in files),
+            )
+            payload = encode_record(record)
+            with self.log.writer() as writer:
+                self._apply(writer.read_since(self._applied))
+                self._check_conflicts(snapshot, list(reads), record.tables)
+                lsn = writer.last_lsn + 1
+                for file in files:
+                    file.publish(lsn)
+                if parts:
+                    self._own_bulk[lsn] = parts  # applied from memory, by whichever thread gets to it
+                    kill_point("bulk.after_side_file_before_append")
+                writer.append(payload)
         kill_point("engine.after_append_before_apply")
-        if self._applied == lsn - 1:  # nothing else came between: apply our record without reading it back
-            self._apply([LogRecord(lsn, payload)])
-        if self._applied < lsn:
-            self.catch_up(until=lsn)
+        try:
+            # nothing else came between: apply our record without reading it back
+            if self._applied == lsn - 1:
+                self._apply([LogRecord(lsn, payload)])
+            if self._applied < lsn:
+                self.catch_up(until=lsn)
+        finally:
+            self._own_bulk.pop(lsn, None)
         return lsn
 
     def deploy_record(
@@ -301,10 +380,19 @@ class Engine:
                 if changes is None:  # a deploy: conflicts are checked against self._deploys instead
                     changes = ChangeSet(log_record.lsn, record.time, (), everything=True)
                 else:
-                    self._recent.append(changes)
+                    self._remember(changes)
                 published.append(changes)
             self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
         self._publish(published)
+
+    def _remember(self, changes: ChangeSet) -> None:
+        """Keep ``changes`` for conflict checks; forget the oldest beyond the limits, never the newest."""
+        self._recent.append(changes)
+        self._recent_documents += changes.weight
+        while len(self._recent) > 1 and (
+            len(self._recent) > RECENT_COMMITS or self._recent_documents > RECENT_DOCUMENTS
+        ):
+            self._recent_documents -= self._recent.popleft().weight
 
     def _publish(self, published: list[ChangeSet]) -> None:
         listeners = list(self._listeners)
@@ -321,16 +409,45 @@ class Engine:
         by_table: dict[str, list[Write]] = {}
         for write in record.writes:
             by_table.setdefault(write.table, []).append(write)
-        changes = tuple(
+        changes = [
             change
             for table, writes in by_table.items()
             if (state := self._table(table)).base_lsn < lsn
             for change in state.apply_many(lsn, writes)
-        )
-        self._writes_since_checkpoint += len(changes)
+        ]
+        bulk = self._apply_bulk(lsn, record.bulk, changes)
+        applied = ChangeSet(lsn, record.time, tuple(changes), bulk=tuple(bulk))
+        self._writes_since_checkpoint += applied.weight
         if self._first_write_at is None:
             self._first_write_at = time.monotonic()
-        return ChangeSet(lsn, record.time, changes)
+        return applied
+
+    def _apply_bulk(self, lsn: int, files: Sequence[BulkFile], changes: list[Change]) -> list[BulkChange]:
+        """Apply a commit's bulk inserts: from memory when this process made them, else from their side files.
+
+        A table whose base cannot take the batch (written in another layout, before a deploy) gets its
+        documents one by one, added to ``changes``.
+        """
+        own = {part.table: part for part in self._own_bulk.get(lsn, ())}
+        applied = []
+        for file in files:
+            state = self._table(file.table)
+            if state.base_lsn >= lsn:
+                continue
+            part = own.get(file.table)
+            layout = self._layout(file.table)
+            rows = part.rows if part is not None else sidefiles.logged_rows(self.path, self.log, lsn, file)
+            if state.accepts(rows):
+                applied.append(state.apply_bulk(lsn, rows, layout, None if part is None else part.keys))
+            else:
+                docs = layout.to_documents(rows)
+                changes.extend(state.apply_many(lsn, [Write(file.table, str(d["_id"]), d) for d in docs]))
+        return applied
+
+    def _layout(self, table: str) -> Layout:
+        """The layout the table's rows are stored in (as checkpoints write them)."""
+        schema = self._catalog.schema
+        return Layout.for_table(None if schema is None else schema.tables.get(table), table=table)
 
     def _apply_deploy(self, lsn: int, record: Deploy) -> None:
         schema = None if record.schema is None else Schema.from_json(record.schema)
@@ -390,12 +507,13 @@ class Engine:
             info = checkpoints.write_checkpoint(self.path, lsn, tables, catalog.schema, catalog.numbers)
             if info is None:
                 return False
-            self._swap(info)
+            self._swap(info, written=True)
             with self._apply_lock:
                 self._writes_since_checkpoint -= written
                 self._first_write_at = None if self._writes_since_checkpoint == 0 else time.monotonic()
             kill_point("checkpoint.after_info_write_before_truncate")
             self.log.truncate_before(info.previous_lsn + 1)  # keep one checkpoint's worth of log
+            sidefiles.remove_unreferenced(self.path, self.log)  # those of bulk commits no longer in the log
             return True
 
     def _maybe_checkpoint(self) -> None:
@@ -421,16 +539,21 @@ class Engine:
             self._checkpoint_lsn = info.lsn
             self._applied = min([info.lsn, *(state.base_lsn for state in tables.values())])
             self._recent.clear()
+            self._recent_documents = 0
             self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
 
     def _load_newest(
-        self, pick: Callable[[checkpoints.CheckpointInfo], Mapping[str, Mapping[str, Any]]]
+        self,
+        pick: Callable[[checkpoints.CheckpointInfo], Mapping[str, Mapping[str, Any]]],
+        written: int | None = None,
     ) -> tuple[checkpoints.CheckpointInfo, Schema | None, dict[str, TableState]] | None:
         """Load the tables ``pick`` chooses from the newest checkpoint.
 
         Another process may checkpoint (and delete the files this one is about to map) in between: then the
         newer checkpoint is loaded instead. Only a file that is damaged while it is still the newest is
-        rebuilt from Lance, with a warning.
+        rebuilt from Lance, with a warning. The files of the checkpoint at ``written``, which this process
+        has just written and fsynced, are mapped without reading every byte (that would make all of a large
+        base resident at once).
         """
         info = checkpoints.read_info(self.path)
         while info is not None:
@@ -438,17 +561,19 @@ class Engine:
             tables: dict[str, TableState] = {}
             try:
                 for name, entry in pick(info).items():
-                    tables[name] = self._load_table(name, entry, schema, info.lsn)
+                    tables[name] = self._load_table(name, entry, schema, info.lsn, info.lsn != written)
             except _SupersededError as newer:
                 info = newer.info
                 continue
             return info, schema, tables
         return None
 
-    def _load_table(self, name: str, entry: Mapping[str, Any], schema: Schema | None, lsn: int) -> TableState:
+    def _load_table(
+        self, name: str, entry: Mapping[str, Any], schema: Schema | None, lsn: int, verify: bool = True
+    ) -> TableState:
         definition = None if schema is None else schema.tables.get(name)
         try:
-            return checkpoints.load_table(self.path, name, entry, definition, lsn)
+            return checkpoints.load_table(self.path, name, entry, definition, lsn, verify=verify)
         except CorruptionError as err:
             now = checkpoints.read_info(self.path)
             if now is not None and now.lsn != lsn:
@@ -462,10 +587,12 @@ class Engine:
             )
             return checkpoints.rebuild_table(self.path, name, entry, definition)
 
-    def _swap(self, info: checkpoints.CheckpointInfo) -> None:
-        """Replace the states of the tables a checkpoint wrote by ones mapped from its files."""
+    def _swap(self, info: checkpoints.CheckpointInfo, *, written: bool = False) -> None:
+        """Replace the states of the tables a checkpoint wrote by ones mapped from its files (``written``:
+        this process wrote them)."""
         loaded = self._load_newest(
-            lambda newest: {n: e for n, e in newest.tables.items() if int(e["lsn"]) == newest.lsn}
+            lambda newest: {n: e for n, e in newest.tables.items() if int(e["lsn"]) == newest.lsn},
+            info.lsn if written else None,
         )
         if loaded is None:
             return
@@ -481,12 +608,39 @@ class Engine:
             self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
 
 
+class _InFlight:
+    """How many threads are inside a block: ``with in_flight:`` counts one in, and out at the end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    @property
+    def busy(self) -> bool:
+        return self._count > 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._count -= 1
+
+
 class _SupersededError(Exception):
     """A checkpoint's files vanished because a newer checkpoint replaced it."""
 
     def __init__(self, info: checkpoints.CheckpointInfo) -> None:
         super().__init__(f"checkpoint {info.lsn} superseded")
         self.info = info
+
+
+def _index_specs(snapshot: Snapshot, table: str) -> list[IndexSpec]:
+    """The indexes ``table`` has at ``snapshot`` (a commit made on it applies to those: a deploy since
+    would make it conflict)."""
+    state = snapshot.tables.get(table)
+    return [spec for spec, _ in (system_indexes() if state is None else state.indexes).values()]
 
 
 def user_index_specs(definition: Any) -> list[IndexSpec]:

@@ -61,6 +61,7 @@ __all__ = [
     "Id",
     "is_valid_id",
     "new_ids",
+    "varint",
 ]
 
 ALPHABET: Final = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -107,7 +108,8 @@ class DecodedId:
 
 
 @functools.lru_cache(maxsize=1024)
-def _vint(number: int) -> bytes:
+def varint(number: int) -> bytes:
+    """``number`` as a little-endian base-128 varint, the table number's form inside an ID."""
     out = bytearray()
     while number >= 0x80:
         out.append((number & 0x7F) | 0x80)
@@ -216,7 +218,7 @@ def _check_table_number(table_number: object) -> int:
 
 
 def _encode_text(table_number: int, internal_id: bytes) -> str:
-    body = _vint(table_number) + internal_id
+    body = varint(table_number) + internal_id
     return _base32(body + _footer(body))
 
 
@@ -454,7 +456,7 @@ def new_ids(table_number: int, count: int, table: str | None = None) -> list[Id]
     if count < _BULK_THRESHOLD:
         return [Id.new(table_number, table) for _ in range(count)]
     random = os.urandom(_RANDOM_LEN * count)
-    texts = _bulk_texts(_vint(table_number), random, _day_suffix(None), count)
+    texts = _bulk_texts(varint(table_number), random, _day_suffix(None), count)
     # The table number and internal id of these IDs are decoded from the text if ever asked for.
     if table is None:
         return [_str_new(Id, text) for text in texts]

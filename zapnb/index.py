@@ -5,7 +5,8 @@ Responsibilities:
 - :class:`IndexSpec`: what an index orders by, and the key of a document (:meth:`IndexSpec.key_for`);
 - :class:`IndexData`: one index's entries as snapshots see them: an immutable sorted *base* (the keys as of a
   checkpoint, with the row of each document in the table's base; :mod:`zapnb.indexbase`) plus a *delta* of
-  the keys added and removed since, each with its LSN (:mod:`zapnb.indexdelta`); range scans and counts at a
+  the keys added and removed since, each with its LSN, and the *runs* of keys bulk inserts added, each sorted
+  and with its documents' rows in the table base (:mod:`zapnb.indexdelta`); range scans and counts at a
   snapshot; the checkpoint's merge into a new base; saving and memory-mapping the base
   (:mod:`zapnb.indexfile`).
 
@@ -15,15 +16,15 @@ path ``"a.b"`` reading ``doc["a"]["b"]`` (``MISSING`` if a step is absent or not
 are ``encode_key([_id])`` and ``by_creation_time`` keys ``encode_key([_creationTime, _id])``. Keys end with
 the ``_id``, so they are unique, and no key of an index is a prefix of another.
 
-Concurrency contract: one writer thread calls :meth:`IndexData.apply` (commits in LSN order; several calls
-may share one LSN) and :meth:`IndexData.forget_before`; any number of reader threads call
-:meth:`IndexData.scan` and :meth:`IndexData.count` at snapshots from :attr:`IndexData.base_lsn` up to the last
-LSN fully applied. A reader sees exactly the keys live at its snapshot, however long it iterates and whatever
-the writer applies meanwhile: the base never changes, and the delta is versioned by LSN (a scan copies the
-part of the delta it needs when it starts). :meth:`IndexData.merged` returns a *new* object and leaves this
-one as it was, so readers holding the old object keep their view; it may run on another thread beside the
-writer, which then applies to the new object every commit newer than its :attr:`IndexData.newest_lsn`
-before publishing it.
+Concurrency contract: one writer thread calls :meth:`IndexData.apply` and :meth:`IndexData.apply_run`
+(commits in LSN order; several calls may share one LSN) and :meth:`IndexData.forget_before`; any number of
+reader threads call :meth:`IndexData.scan` and :meth:`IndexData.count` at snapshots from
+:attr:`IndexData.base_lsn` up to the last LSN fully applied. A reader sees exactly the keys live at its
+snapshot, however long it iterates and whatever the writer applies meanwhile: the base and the runs never
+change, and the delta is versioned by LSN (a scan copies the part of the delta it needs when it starts).
+:meth:`IndexData.merged` returns a *new* object and leaves this one as it was, so readers holding the old
+object keep their view; it may run on another thread beside the writer, which then applies to the new object
+every commit newer than its :attr:`IndexData.newest_lsn` before publishing it.
 
 Examples
 --------
@@ -40,14 +41,19 @@ Examples
 [(0, None), (-1, 'id3')]
 >>> index.count(ann, prefix_end(ann), snapshot=10), index.count(None, None, snapshot=11)
 (1, 3)
+>>> index.apply_run(12, [spec.key_for({"_id": "id4", "_creationTime": 4.0, "author": "ann"})], [2])
+>>> [(e.position, e.doc_id) for e in index.scan(ann, prefix_end(ann), snapshot=12)]
+[(0, None), (-1, 'id3'), (2, None)]
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol
 
@@ -56,8 +62,9 @@ import numpy.typing as npt
 
 from zapnb.errors import InvalidValueError, SchemaDefinitionError
 from zapnb.indexbase import SortedKeys, first_duplicate, merge_keys, sort_keys
-from zapnb.indexdelta import NEVER, Delta, Exported, Record, inconsistency
+from zapnb.indexdelta import NEVER, Delta, Record, Run, inconsistency
 from zapnb.indexfile import load_index, save_index
+from zapnb.indexmerge import Layer, carried_tombstones, fold, renumbered
 from zapnb.keys import encode_key, encode_value
 from zapnb.values import MISSING, lookup_path
 
@@ -221,6 +228,7 @@ class Entry(NamedTuple):
 
 
 _base_entry: Final = partial(tuple.__new__, Entry)
+_entry_key: Final = itemgetter(0)
 
 
 class PositionsFor(Protocol):
@@ -456,6 +464,38 @@ class IndexData:
             )
         self._delta.apply(lsn, list(removed), list(added), self._keys)
 
+    def apply_run(self, lsn: int, keys: KeysInput | SortedKeys, positions: npt.ArrayLike) -> None:
+        """Apply one commit's bulk insert: the new ``keys``, ``positions[i]`` being the table-base row of the
+        document of ``keys[i]`` (rows that the table base gains with this commit).
+
+        ``keys`` is in any order, or a :class:`~zapnb.indexbase.SortedKeys` already sorted (with
+        ``positions`` in its order). The keys are kept as one sorted run, visible from ``lsn`` on, until
+        :meth:`merged` folds them into a base. All or nothing.
+
+        Raises
+        ------
+        IndexConsistencyError
+            If a key is there twice or is already in the index, there are not as many positions as keys, or
+            ``lsn`` is older than a commit already applied (or not newer than the base).
+        """
+        if lsn <= self.base_lsn:
+            raise inconsistency(
+                self.name, f"a commit at LSN {lsn}, not after the base at {self.base_lsn}", lsn, None
+            )
+        rows = np.asarray(positions, dtype=np.int64)
+        if rows.ndim != 1 or len(rows) != len(keys):
+            raise inconsistency(self.name, f"{len(keys)} keys with {rows.size} positions", lsn, None)
+        if isinstance(keys, SortedKeys):
+            sorted_keys = keys
+        else:
+            sorted_keys, order = sort_keys(keys)
+            rows = rows[order]
+        duplicate = first_duplicate(sorted_keys)
+        if duplicate >= 0:
+            key = sorted_keys.keys(duplicate, duplicate + 1)[0]
+            raise inconsistency(self.name, "adding the same key twice in one commit", lsn, key)
+        self._delta.add_run(Run(sorted_keys, rows, lsn), self._keys)
+
     def forget_before(self, lsn: int) -> int:
         """Drop the history of keys removed at or before ``lsn`` (no snapshot ``>= lsn`` needs it).
 
@@ -494,7 +534,21 @@ class IndexData:
             return iter(())
         hidden, keys, ids = self._delta.view(i, j, lo, hi, snapshot)
         walk = _backward if reverse else _forward
-        return walk(self._keys, self._rows, i, j, hidden, keys, ids)
+        entries = walk(self._keys, self._rows, i, j, hidden, keys, ids)
+        runs = [
+            walk(run.keys, run.rows, ri, rj, run_hidden, [], [])
+            for run, ri, rj, run_hidden in self._delta.runs(lo, hi, snapshot)
+            if ri < rj
+        ]
+        return heapq.merge(entries, *runs, key=_entry_key, reverse=reverse) if runs else entries
+
+    def row_of(self, key: bytes, snapshot: int | None = None) -> int:
+        """The table-base row of the document whose key is ``key``, in the base or in a run added at or
+        before ``snapshot`` (any, without one), whether or not the key was removed since; -1 if none."""
+        position = self._keys.find(key)
+        if position >= 0:
+            return int(self._rows[position])
+        return self._delta.run_row(key, NEVER if snapshot is None else snapshot)
 
     def count(self, lo: bytes | None, hi: bytes | None, *, snapshot: int) -> int:
         """How many entries :meth:`scan` would yield, without visiting the base's entries."""
@@ -510,8 +564,11 @@ class IndexData:
 
         The new base's positions are rows of the *new* table base, as ``positions_for`` says (see
         :class:`PositionsFor`; :func:`positions_from` makes one from an old-row-to-new-row array and a map of
-        the documents written since). Changes after ``upto_lsn`` stay as the new delta. This object is not
-        changed. Vectorised: linear in the base, no re-sort.
+        the documents written since): the keys of runs added up to ``upto_lsn`` count as base keys, their
+        rows as old rows. Changes after ``upto_lsn`` stay as the new delta; a run added after it keeps its
+        keys, and its rows are renumbered to follow the new base's, in their old order (as if its documents
+        were appended to the new table base in that order). This object is not changed. Vectorised: linear in
+        the base and the runs, no re-sort.
 
         Raises
         ------
@@ -521,32 +578,35 @@ class IndexData:
         if upto_lsn < self.base_lsn:
             raise inconsistency(self.name, f"a merge at LSN {upto_lsn}, older than the base", upto_lsn, None)
         exported = self._delta.export()
-        gone = np.array(
-            [p for p, t in zip(exported.tomb_positions, exported.tomb_lsns, strict=True) if t <= upto_lsn]
+        old = fold(
+            Layer(self._keys, self._rows, exported.tomb_positions, exported.tomb_lsns),
+            [run for run in exported.runs if run.lsn <= upto_lsn],
         )
+        gone = np.array([p for p, t in zip(old.tomb_positions, old.tomb_lsns, strict=True) if t <= upto_lsn])
         gone = gone.astype(np.int64)
         joining = [r for r in exported.records if r[1] <= upto_lsn < r[2]]
-        keys, dest_kept, dest_new = merge_keys(self._keys, gone, [r[0] for r in joining])
+        keys, dest_kept, dest_new = merge_keys(old.keys, gone, [r[0] for r in joining])
         duplicate = first_duplicate(keys, near=dest_new)
         if duplicate >= 0:
             key = keys.keys(duplicate, duplicate + 1)[0]
             raise inconsistency(self.name, "a merge that would hold a key twice", upto_lsn, key)
-        rows = self._merged_rows(upto_lsn, gone, [r[3] for r in joining], positions_for, dest_kept, dest_new)
-        tombstones = self._carried_tombstones(exported, upto_lsn, gone, dest_kept, dest_new, joining)
+        kept = np.delete(old.rows, gone)
+        rows = self._merged_rows(upto_lsn, kept, [r[3] for r in joining], positions_for, dest_kept, dest_new)
+        tombstones = carried_tombstones(old, upto_lsn, gone, dest_kept, dest_new, joining)
         pending = [Record(k, a, r, d) for k, a, r, d in exported.records if a > upto_lsn]
-        delta = Delta(self.name, pending, tombstones, newest=max(exported.newest, upto_lsn))
+        runs = renumbered([run for run in exported.runs if run.lsn > upto_lsn], len(keys))
+        delta = Delta(self.name, pending, tombstones, newest=max(exported.newest, upto_lsn), runs=runs)
         return IndexData(keys, rows, upto_lsn, delta=delta, name=self.name)
 
     def _merged_rows(
         self,
         upto_lsn: int,
-        gone: Int64s,
+        kept: Int64s,
         doc_ids: list[str],
         positions_for: PositionsFor,
         dest_kept: Int64s,
         dest_new: Int64s,
     ) -> Int64s:
-        kept = np.delete(self._rows, gone)
         mapped = np.asarray(positions_for(kept, doc_ids), dtype=np.int64)
         if mapped.shape != (len(kept) + len(doc_ids),) or (len(mapped) and int(mapped.min()) < 0):
             raise inconsistency(
@@ -559,22 +619,3 @@ class IndexData:
         rows[dest_kept] = mapped[: len(kept)]
         rows[dest_new] = mapped[len(kept) :]
         return rows
-
-    @staticmethod
-    def _carried_tombstones(
-        exported: Exported,
-        upto_lsn: int,
-        gone: Int64s,
-        dest_kept: Int64s,
-        dest_new: Int64s,
-        joining: list[tuple[bytes, int, int, str]],
-    ) -> list[tuple[int, int]]:
-        """Keys in the new base removed after ``upto_lsn``: tombstones at their new positions."""
-        later = [
-            (p, t) for p, t in zip(exported.tomb_positions, exported.tomb_lsns, strict=True) if t > upto_lsn
-        ]
-        old = np.array([p for p, _ in later], np.int64)
-        moved = dest_kept[old - gone.searchsorted(old)].tolist() if len(later) else []
-        carried = list(zip(moved, [t for _, t in later], strict=True))
-        carried += [(int(dest_new[k]), r[2]) for k, r in enumerate(joining) if r[2] != NEVER]
-        return carried

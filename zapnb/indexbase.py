@@ -4,7 +4,9 @@ Responsibilities:
 
 - hold ``n`` sorted keys in one of two layouts and give back any of them exactly;
 - find where a key falls (:meth:`SortedKeys.bisect`) with exact bytewise semantics;
-- sort unsorted keys (:func:`sort_keys`) and merge new keys into a base (:func:`merge_keys`), vectorised.
+- sort unsorted keys (:func:`sort_keys`) and merge new keys into a base (:func:`merge_keys`), vectorised;
+- merge two sorted key sets (:func:`merge_sorted`) and find the keys of one in another (:func:`positions_of`),
+  vectorised, for the runs of keys that bulk inserts add (:mod:`zapnb.indexdelta`).
 
 Layouts
 -------
@@ -56,7 +58,10 @@ __all__ = [
     "first_duplicate",
     "keys_from_sorted_arrow",
     "merge_keys",
+    "merge_sorted",
+    "positions_of",
     "sort_keys",
+    "sort_uniform",
 ]
 
 Layout = Literal["fixed", "var"]
@@ -412,6 +417,27 @@ def sort_keys(keys: KeysInput) -> tuple[SortedKeys, Int64s]:
     return _var_from_arrow(arrow.take(pa.array(order))), order
 
 
+def sort_uniform(rows: npt.NDArray[np.uint8], order: Int64s | None = None) -> tuple[FixedKeys, Int64s]:
+    """Sort keys that all have one length, given as the rows of a byte matrix: the sorted keys (in the fixed
+    layout, without another copy to pad them) and the permutation. With ``order``, the permutation is
+    known already (its keys are ascending) and only applied.
+
+    Examples
+    --------
+    >>> keys, order = sort_uniform(np.frombuffer(b"b\\x00a\\x00", np.uint8).reshape(2, 2))
+    >>> keys.keys(0, 2), order.tolist()
+    ([b'a\\x00', b'b\\x00'], [1, 0])
+    """
+    count, width = rows.shape
+    keys = np.ascontiguousarray(rows).view(f"S{max(width, 1)}").ravel()
+    lengths = np.full(count, width, np.uint32)
+    if order is None:
+        ordered, order = _sort_fixed(keys)
+        return FixedKeys(ordered, lengths), order
+    in_place = bool(np.array_equal(order, np.arange(count)))
+    return FixedKeys(keys if in_place else keys[order], lengths), order
+
+
 def first_duplicate(keys: SortedKeys, near: Int64s | None = None) -> int:
     """The first position whose key equals the one before it (up to trailing zeros), or -1 if none does.
 
@@ -421,6 +447,9 @@ def first_duplicate(keys: SortedKeys, near: Int64s | None = None) -> int:
     n = len(keys)
     if n < 2:
         return -1
+    if near is None and isinstance(keys, FixedKeys):  # neighbours as two views: nothing gathered
+        same = np.flatnonzero(keys._keys[1:] == keys._keys[:-1]) + 1
+        return int(same[0]) if len(same) else -1
     if near is None:
         left = np.arange(1, n)
     else:
@@ -440,8 +469,10 @@ def merge_keys(base: SortedKeys, removed: Int64s, new: Sequence[bytes]) -> tuple
     """The base without the keys at positions ``removed`` (ascending), with the sorted keys ``new`` merged in.
 
     Returns the merged keys, the new position of each kept base key (in order) and of each new key. No new
-    key may equal a kept one. Linear in the base (no sort of the whole).
+    key may equal a kept one. Linear in the base (no sort of the whole); the base itself when nothing changes.
     """
+    if not len(removed) and not len(new):
+        return base, np.arange(len(base), dtype=np.int64), np.empty(0, np.int64)
     kept = len(base) - len(removed)
     at = base.bisect_many(new) if len(new) else np.empty(0, np.int64)
     dest_new = at - removed.searchsorted(at) + np.arange(len(new), dtype=np.int64)
@@ -491,3 +522,84 @@ def _merge_arrow(
     order[dest_kept] = np.arange(len(dest_kept))
     order[dest_new] = np.arange(len(dest_kept), len(combined))
     return keys_from_sorted_arrow(combined.take(pa.array(order)))
+
+
+def _common_width(
+    first: FixedKeys, second: FixedKeys
+) -> tuple[npt.NDArray[np.bytes_], npt.NDArray[np.bytes_]]:
+    """Both key arrays at the wider of their widths (NumPy pads with zeros, which keeps their order)."""
+    dtype = np.dtype(f"S{max(first.width, second.width)}")
+    return first._keys.astype(dtype, copy=False), second._keys.astype(dtype, copy=False)
+
+
+def positions_of(keys: SortedKeys, probes: SortedKeys) -> Int64s:
+    """The position in ``keys`` of each key of ``probes``, or -1 where ``keys`` does not hold it.
+
+    Vectorised when both are in the fixed layout (one search of the whole sorted ``probes``).
+
+    Examples
+    --------
+    >>> keys, _ = sort_keys([b"a", b"c", b"e"])
+    >>> probes, _ = sort_keys([b"c", b"d", b"e\\x00"])
+    >>> positions_of(keys, probes).tolist()
+    [1, -1, -1]
+    """
+    if not len(keys) or not len(probes):
+        return np.full(len(probes), -1, np.int64)
+    if not (isinstance(keys, FixedKeys) and isinstance(probes, FixedKeys)):
+        return np.array(keys.find_many(probes.keys(0, len(probes))), np.int64)
+    stored, wanted = _common_width(keys, probes)
+    at: Int64s = stored.searchsorted(wanted).astype(np.int64)
+    near = np.minimum(at, len(keys) - 1)
+    hit = (at < len(keys)) & (stored[near] == wanted) & (keys._lengths[near] == probes._lengths)
+    found: Int64s = np.where(hit, at, -1)
+    return found
+
+
+def merge_sorted(
+    first: SortedKeys, first_rows: Int64s, second: SortedKeys, second_rows: Int64s
+) -> tuple[SortedKeys, Int64s, Int64s, Int64s]:
+    """Merge two sorted key sets that share no key, each key with its row.
+
+    Returns the merged keys, their rows, and the merged position of each key of ``first`` and of ``second``.
+    Linear (one vectorised search) when both are in the fixed layout.
+
+    Examples
+    --------
+    >>> a, _ = sort_keys([b"a", b"c"])
+    >>> b, _ = sort_keys([b"b", b"d"])
+    >>> keys, rows, to_first, to_second = merge_sorted(a, np.array([0, 1]), b, np.array([7, 8]))
+    >>> keys.keys(0, 4), rows.tolist(), to_first.tolist(), to_second.tolist()
+    ([b'a', b'b', b'c', b'd'], [0, 7, 1, 8], [0, 2], [1, 3])
+    """
+    total = len(first) + len(second)
+    if not len(first) or not len(second):  # one of them, as it is
+        only, only_rows = (second, second_rows) if not len(first) else (first, first_rows)
+        return (
+            only,
+            only_rows,
+            np.arange(len(first), dtype=np.int64),
+            np.arange(len(first), total, dtype=np.int64),
+        )
+    if isinstance(first, FixedKeys) and isinstance(second, FixedKeys):
+        left, right = _common_width(first, second)
+        to_second: Int64s = left.searchsorted(right).astype(np.int64) + np.arange(len(second))
+    else:
+        to_second = first.bisect_many(second.keys(0, len(second))) + np.arange(len(second))
+    from_second = np.zeros(total, bool)
+    from_second[to_second] = True
+    to_first: Int64s = np.flatnonzero(~from_second).astype(np.int64)
+    rows = np.empty(total, np.int64)
+    rows[to_first], rows[to_second] = first_rows, second_rows
+    if isinstance(first, FixedKeys) and isinstance(second, FixedKeys):
+        keys = np.empty(total, left.dtype)
+        keys[to_first], keys[to_second] = left, right
+        lengths = np.empty(total, np.uint32)
+        lengths[to_first], lengths[to_second] = first._lengths, second._lengths
+        return FixedKeys(keys, lengths), rows, to_first, to_second
+    import pyarrow as pa
+
+    order = np.empty(total, np.int64)
+    order[to_first], order[to_second] = np.arange(len(first)), np.arange(len(first), total)
+    combined = pa.concat_arrays([first.to_arrow(), second.to_arrow()]).take(pa.array(order))
+    return keys_from_sorted_arrow(combined), rows, to_first, to_second

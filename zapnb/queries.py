@@ -46,7 +46,6 @@ shape: (2, 2)
 from __future__ import annotations
 
 import functools
-import gc
 import itertools
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -54,6 +53,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from zapnb import scan
+from zapnb.bulk import paused_gc
 from zapnb.changes import ReadRange
 from zapnb.errors import (
     FilterScanWarning,
@@ -220,13 +220,8 @@ def _gc_paused(terminal: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(terminal)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        if not gc.isenabled():
+        with paused_gc():
             return terminal(*args, **kwargs)
-        gc.disable()
-        try:
-            return terminal(*args, **kwargs)
-        finally:
-            gc.enable()
 
     return run
 

@@ -4,8 +4,12 @@ Responsibilities:
 
 - hold the table's *base* (its documents as of the last checkpoint, read through a row reader over the
   memory-mapped base file) and its *overlay* (every version written since, with the LSN that wrote it);
+- take a bulk insert as a columnar *batch* (:meth:`TableState.apply_bulk`): its Arrow rows are appended to
+  the base in memory, and each index gets their keys as one sorted run, visible from the insert's LSN on
+  (so rows past the checkpoint's are reached only through index entries of snapshots that may see them);
 - keep every index of the table current as commits are applied, and yield the :class:`~zapnb.changes.Change`
-  each write made (old and new document, the index keys it moved);
+  each write made (old and new document, the index keys it moved), or the
+  :class:`~zapnb.changes.BulkChange` of a batch;
 - answer "this document at snapshot S" and "this index range at snapshot S".
 
 One thread applies commits (in LSN order, under the engine's apply lock) while any number of threads read at
@@ -16,17 +20,40 @@ one keep a consistent view.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from zapnb.changes import Change, Write
+import numpy as np
+import numpy.typing as npt
+
+from zapnb.changes import BulkChange, Change, Write
+from zapnb.columnkeys import sorted_table_keys
 from zapnb.index import Entry, IndexData, IndexSpec
-from zapnb.keys import encode_key, prefix_end
+from zapnb.indexbase import SortedKeys
+from zapnb.keys import encode_key
 
-__all__ = ["TableState"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from zapnb.layout import Layout
+
+__all__ = ["Batch", "SortedRows", "TableState"]
 
 Document = Mapping[str, Any]
 RowReader = Callable[[int], dict[str, Any]]
+SortedRows = tuple[SortedKeys, npt.NDArray[np.int64]]
+"""An index's keys of a batch, sorted, and the row of each within the batch."""
+
+
+class Batch(NamedTuple):
+    """A bulk insert applied at ``lsn``: rows ``start`` to ``start + len(rows) - 1`` of the table's base, in
+    ``layout``, and each index's keys of them."""
+
+    lsn: int
+    start: int
+    rows: pa.Table
+    layout: Layout
+    keys: Mapping[str, SortedRows]
 
 
 def _no_rows(position: int) -> dict[str, Any]:
@@ -42,9 +69,11 @@ class TableState:
     name, number:
         The table's name and number (the number is encoded in its document IDs).
     base_lsn:
-        The checkpoint LSN the base holds; every overlay version is newer.
+        The checkpoint LSN the base holds; every overlay version and batch is newer.
     base_rows:
-        The number of documents in the base.
+        The number of rows in the base: the checkpoint's, then those of the batches applied since.
+    batches:
+        The bulk inserts applied since the checkpoint, in LSN order.
     """
 
     name: str
@@ -53,7 +82,8 @@ class TableState:
     base_lsn: int = 0
     base_rows: int = 0
     read_row: RowReader = _no_rows
-    base: Any = None  # the base as an Arrow table (memory-mapped), when there is one
+    base: Any = None  # the base as an Arrow table (memory-mapped, then the batches), when there is one
+    batches: list[Batch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.overlay: dict[str, list[tuple[int, Document | None]]] = {}
@@ -67,18 +97,15 @@ class TableState:
             for lsn, doc in reversed(versions):
                 if lsn <= snapshot:
                     return doc
-        position = self.base_position(doc_id)
+        position = self.base_position(doc_id, snapshot)
         return None if position < 0 else self.read_row(position)
 
-    def base_position(self, doc_id: str) -> int:
-        """The row of this document in the base, or -1 if the base does not hold it."""
+    def base_position(self, doc_id: str, snapshot: int | None = None) -> int:
+        """The row of this document in the base (a batch's row only if applied at or before ``snapshot``),
+        or -1 if the base does not hold it. A row stays the document's after it is rewritten or deleted."""
         if not self.base_rows:
             return -1
-        key = encode_key([doc_id])
-        _spec, by_id = self.indexes["by_id"]
-        for entry in by_id.scan(key, prefix_end(key), snapshot=self.base_lsn):
-            return entry.position
-        return -1
+        return self.indexes["by_id"][1].row_of(encode_key([doc_id]), snapshot)
 
     def scan(
         self, index: str, lo: bytes | None, hi: bytes | None, snapshot: int, *, reverse: bool = False
@@ -147,12 +174,43 @@ class TableState:
             for write, old, keys in zip(writes, olds, touched, strict=True)
         ]
 
+    def accepts(self, rows: pa.Table) -> bool:
+        """Whether a batch of ``rows`` can be appended to the base (it is empty, or in the same layout)."""
+        if self.base is None:
+            return not self.base_rows
+        return bool(self.base.schema.equals(rows.schema, check_metadata=True))
+
+    def apply_bulk(
+        self, lsn: int, rows: pa.Table, layout: Layout, keys: Mapping[str, SortedRows] | None = None
+    ) -> BulkChange:
+        """Apply a commit's bulk insert of ``rows`` (new documents, in ``layout``); return what it changed.
+
+        The rows are appended to the base (:meth:`accepts` must hold); each index gets their keys as one
+        sorted run, from ``keys`` when it has them for that index (computed beforehand) or computed here.
+        """
+        start = self.base_rows
+        base = rows if self.base is None else _concat(self.base, rows)
+        made = {}
+        for name, (spec, _data) in self.indexes.items():
+            made[name] = (
+                keys[name] if keys is not None and name in keys else sorted_table_keys(spec, layout, rows)
+            )
+        self.base, self.read_row = base, layout.row_reader(base)
+        self.base_rows = start + rows.num_rows
+        for name, (_spec, data) in self.indexes.items():
+            data.apply_run(lsn, made[name][0], start + made[name][1])
+        self.batches.append(Batch(lsn, start, rows, layout, made))
+        return BulkChange(
+            self.name, rows.num_rows, {name: sorted_keys for name, (sorted_keys, _) in made.items()}
+        )
+
     def changed_since_base(self) -> bool:
         """Whether any commit wrote to the table after its base."""
-        return bool(self.overlay)
+        return bool(self.overlay) or bool(self.batches)
 
     def frozen(self) -> TableState:
-        """A copy whose overlay and index list no longer change (call it under the engine's apply lock).
+        """A copy whose overlay, batches and index list no longer change (call it under the engine's apply
+        lock).
 
         The indexes themselves are shared: they serve readers at any snapshot up to the copy's newest LSN.
         """
@@ -160,6 +218,7 @@ class TableState:
             self.name, self.number, dict(self.indexes), self.base_lsn, self.base_rows, self.read_row
         )
         copy.base = self.base
+        copy.batches = list(self.batches)
         copy.overlay = {doc_id: list(history) for doc_id, history in self.overlay.items()}
         return copy
 
@@ -174,3 +233,9 @@ class TableState:
     def documents(self, snapshot: int) -> Iterator[Document]:
         """Every document of the table at ``snapshot``, in ``by_creation_time`` order."""
         return self.scan("by_creation_time", None, None, snapshot)
+
+
+def _concat(base: pa.Table, rows: pa.Table) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.concat_tables([base, rows])

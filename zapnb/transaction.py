@@ -4,7 +4,9 @@ Responsibilities:
 
 - read at one snapshot, seeing the transaction's own writes (``get``);
 - check and buffer writes (``insert``, ``insert_many``, ``patch``, ``replace``, ``delete``): document rules,
-  the schema's validators, and existence, so a bad write raises before anything is committed;
+  the schema's validators, and existence, so a bad write raises before anything is committed; a large
+  ``insert_many`` is checked column by column where it can be and held as one columnar batch
+  (:mod:`zapnb.bulk`);
 - record what was read as index key ranges, and commit everything at once through the engine, which refuses
   the commit if a newer commit changed anything in those ranges.
 
@@ -14,23 +16,49 @@ Every write of zapnb, from ``db.insert`` to a bulk import, goes through :meth:`T
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+from zapnb.bulk import (
+    PendingBulk,
+    batch_from_documents,
+    batch_from_frame,
+    check_frame,
+    frame_of,
+    frame_rows,
+    paused_gc,
+)
 from zapnb.changes import ReadRange, Write
 from zapnb.documents import check_document
 from zapnb.engine import Engine, Snapshot, next_table_number
-from zapnb.errors import ClosedError, InvalidIdError, NonexistentDocumentError, SchemaValidationError
+from zapnb.errors import (
+    ClosedError,
+    InvalidIdError,
+    InvalidValueError,
+    NonexistentDocumentError,
+    SchemaValidationError,
+)
 from zapnb.ids import Id, new_ids
 from zapnb.keys import encode_key, encode_value, prefix_end
+from zapnb.layout import Layout
 from zapnb.schema_rules import check_table_name
 from zapnb.values import UNSET
 
 if TYPE_CHECKING:
-    from zapnb.queries import Query
+    import polars as pl
+    import pyarrow as pa
 
-__all__ = ["Transaction"]
+    from zapnb.queries import Query
+    from zapnb.schema import TableDefinition
+
+__all__ = ["BULK_ROWS", "Rows", "Transaction"]
+
+BULK_ROWS = 1000
+"""An ``insert_many`` of at least this many rows is committed as a columnar batch (see :mod:`zapnb.bulk`)."""
 
 Document = dict[str, Any]
+Rows: TypeAlias = "Iterable[Mapping[str, Any]] | pl.DataFrame | pa.Table"
+"""What ``insert_many`` takes: dicts, a Polars frame or an Arrow table (or record batch)."""
 
 
 class Transaction:
@@ -44,6 +72,7 @@ class Transaction:
         self._engine = engine
         self.snapshot = snapshot or engine.snapshot()
         self._writes: dict[str, Write] = {}
+        self._bulk = PendingBulk()
         self._reads: list[ReadRange] = []
         self._new_tables: dict[str, int] = {}
         self._done = False
@@ -77,8 +106,9 @@ class Transaction:
 
     @property
     def writes(self) -> tuple[Write, ...]:
-        """The writes so far, one per document (its latest), in the order the documents were first written."""
-        return tuple(self._writes.values())
+        """The writes so far, one per document (its latest), in the order the documents were first written;
+        then the documents inserted in bulk (large ``insert_many`` calls), in the order of their inserts."""
+        return (*self._writes.values(), *self._bulk.writes()) if self._bulk else tuple(self._writes.values())
 
     @property
     def reads(self) -> tuple[ReadRange, ...]:
@@ -94,6 +124,8 @@ class Transaction:
         self._reads.append(ReadRange(table, "by_id", key, prefix_end(key)))
         if doc_id in self._writes:
             doc = self._writes[doc_id].doc
+        elif self._bulk and doc_id in self._bulk:
+            doc = self._bulk.get(doc_id)
         else:
             state = self.snapshot.tables.get(table)
             doc = None if state is None else state.get(doc_id, self.snapshot.lsn)
@@ -103,17 +135,58 @@ class Transaction:
 
     def insert(self, table: str, doc: Mapping[str, Any]) -> Id:
         """Insert a document; return its new ID."""
-        return self.insert_many(table, [doc])[0]
-
-    def insert_many(self, table: str, rows: Iterable[Mapping[str, Any]]) -> list[Id]:
-        """Insert several documents; return their IDs in order."""
         self._check_open()
         check_table_name(table)
-        docs = [self._checked(table, dict(row)) for row in rows]
+        return self._insert_documents(table, [self._checked(table, dict(doc))])[0]
+
+    def insert_many(self, table: str, rows: Rows) -> list[Id]:
+        """Insert several documents; return their IDs in order.
+
+        ``rows`` is an iterable of dicts, a Polars frame or an Arrow table (a null in the column of an
+        optional field is a missing field). A frame of a table whose fields are all scalars is checked
+        column by column; any other rows one by one, with the same errors, which name the row (``[3]``).
+        """
+        self._check_open()
+        check_table_name(table)
+        with paused_gc():
+            return self._insert_rows(table, rows)
+
+    def _insert_rows(self, table: str, rows: Rows) -> list[Id]:
+        frame = frame_of(rows)
+        definition = self._definition(table)
+        if frame is not None:
+            columns = check_frame(frame, definition, table, self._numbers(), partial(self._checked, table))
+            if columns is not None:
+                return self._insert_columns(table, columns)
+            rows = frame_rows(frame, self._stored_definition(table))
+        return self._insert_documents(
+            table, [self._checked(table, dict(row), i) for i, row in enumerate(rows)]
+        )
+
+    def _insert_documents(self, table: str, docs: list[Document]) -> list[Id]:
         ids = new_ids(self._table_number(table), len(docs), table=table)
+        if len(docs) >= BULK_ROWS:
+            times = self._engine.creation_times(len(docs)).tolist()
+            stored = [{"_id": i, "_creationTime": t, **d} for i, t, d in zip(ids, times, docs, strict=True)]
+            try:
+                self._bulk.add(batch_from_documents(table, self._layout(table), stored, ids))
+                return ids
+            except InvalidValueError:  # unchecked documents that do not fit the typed columns: one by one
+                pass
         for doc_id, doc in zip(ids, docs, strict=True):
-            stored = {"_id": doc_id, "_creationTime": self._engine.creation_time(), **doc}
-            self._writes[doc_id] = Write(table, doc_id, stored)
+            stored_doc = {"_id": doc_id, "_creationTime": self._engine.creation_time(), **doc}
+            self._writes[doc_id] = Write(table, doc_id, stored_doc)
+        return ids
+
+    def _insert_columns(self, table: str, columns: pl.DataFrame) -> list[Id]:
+        ids = new_ids(self._table_number(table), columns.height, table=table)
+        times = self._engine.creation_times(columns.height)
+        batch = batch_from_frame(table, self._layout(table), columns, ids, times)
+        if columns.height >= BULK_ROWS:
+            self._bulk.add(batch)
+            return ids
+        for doc in batch.layout.to_documents(batch.rows):
+            self._writes[doc["_id"]] = Write(table, doc["_id"], doc)
         return ids
 
     def patch(self, doc_id: str, fields: Mapping[str, Any]) -> None:
@@ -142,12 +215,14 @@ class Transaction:
     def delete(self, doc_id: str) -> None:
         """Delete a document."""
         table, current = self._existing(doc_id, "Delete")
+        self._bulk.drop(str(current["_id"]))
         self._writes[str(current["_id"])] = Write(table, str(current["_id"]), None)
 
     def _put(self, table: str, current: Document, user: Document) -> None:
         stored = {"_id": current["_id"], "_creationTime": current["_creationTime"], **user}
         if encode_value(stored) == encode_value(current):
             return  # a no-change write records nothing (compared by the total order: 1 != 1.0, -0.0 != 0.0)
+        self._bulk.drop(str(current["_id"]))
         self._writes[str(current["_id"])] = Write(table, str(current["_id"]), stored)
 
     def _existing(self, doc_id: str, verb: str) -> tuple[str, Document]:
@@ -162,12 +237,29 @@ class Transaction:
             )
         return table, current
 
-    def _checked(self, table: str, doc: Document) -> Document:
+    def _checked(self, table: str, doc: Document, row: int | None = None) -> Document:
+        """``doc`` checked and normalized; errors of a bulk insert's ``row`` name it in their path."""
         checked = check_document(doc)
-        schema = self.snapshot.catalog.schema
-        if schema is None:
+        definition = self._definition(table)
+        if definition is None:
             return checked
-        return schema.validate_document(table, checked, ids=self._numbers())
+        path = "" if row is None else f"[{row}]"
+        result: Document = definition.document.validate(checked, path=path, ids=self._numbers(), table=table)
+        return result
+
+    def _definition(self, table: str) -> TableDefinition | None:
+        """The definition that documents written to ``table`` must match (``None``: they are not checked)."""
+        schema = self.snapshot.catalog.schema
+        return None if schema is None or not schema.schema_validation else schema.tables.get(table)
+
+    def _stored_definition(self, table: str) -> TableDefinition | None:
+        """The definition the table's documents are stored by (checked or not), as checkpoints store them."""
+        schema = self.snapshot.catalog.schema
+        return None if schema is None else schema.tables.get(table)
+
+    def _layout(self, table: str) -> Layout:
+        """The layout the table's documents are stored in."""
+        return Layout.for_table(self._stored_definition(table), table=table)
 
     # --- committing -----------------------------------------------------------------------------------------
 
@@ -175,16 +267,22 @@ class Transaction:
         """Commit every write; return the commit's LSN (``None`` when there was nothing to write)."""
         self._check_open()
         self._done = True
-        if not self._writes:
+        if not self._writes and not self._bulk:
             return None
         writes = list(self._writes.values())
-        self.commit_lsn = self._engine.commit(self.snapshot, writes, self._reads, self._new_tables)
+        if not self._bulk:
+            self.commit_lsn = self._engine.commit(self.snapshot, writes, self._reads, self._new_tables)
+            return self.commit_lsn
+        with paused_gc():
+            bulk = self._bulk.batches()
+            self.commit_lsn = self._engine.commit(self.snapshot, writes, self._reads, self._new_tables, bulk)
         return self.commit_lsn
 
     def discard(self) -> None:
         """Drop every write; the transaction cannot be used afterwards."""
         self._done = True
         self._writes.clear()
+        self._bulk = PendingBulk()
 
     def __enter__(self) -> Transaction:
         return self
