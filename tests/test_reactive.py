@@ -106,6 +106,22 @@ def test_a_take_is_rerun_only_by_writes_up_to_its_last_key(db: zapnb.Database) -
     assert sub.result["n"].to_list() == [10, 15]
 
 
+def test_a_bulk_insert_reruns_only_the_subscriptions_its_rows_fall_in(db: zapnb.Database) -> None:
+    a, b, c = (db.insert("projects", {"name": name}) for name in "abc")
+    subs = {p: db.watch(_of_project(db, p)) for p in (a, b, c)}
+    everything = db.watch(lambda ctx: ctx.db.query("messages").count())
+    db.insert_many("messages", pl.DataFrame([_message(b, n) for n in range(3000)]))  # the columnar path
+    for sub in [*subs.values(), everything]:
+        assert sub.wait()
+    assert [subs[p].runs for p in (a, b, c)] == [1, 2, 1]
+    assert everything.result == 3000
+    db.insert_many("messages", [_message(p, n) for p in (a, c) for n in range(1500)])
+    for sub in subs.values():
+        assert sub.wait()
+    assert [len(subs[p].result) for p in (a, b, c)] == [1500, 3000, 1500]
+    assert [subs[p].runs for p in (a, b, c)] == [2, 2, 2]
+
+
 def test_an_unchanged_result_is_not_handed_over_again(db: zapnb.Database) -> None:
     project = db.insert("projects", {"name": "a"})
     first = db.insert("messages", _message(project, 1))

@@ -23,7 +23,7 @@ Examples
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from zapnb.changes import ReadRange
 
@@ -62,6 +62,15 @@ class RangeIndex:
         group = self._groups.get((table, index))
         return [] if group is None else group.stab(key)
 
+    def ranges_of(self, table: str, index: str) -> Iterator[tuple[Owner, ReadRange]]:
+        """Every recorded range of ``table``'s ``index``, with its owner."""
+        group = self._groups.get((table, index))
+        if group is None:
+            return
+        for owner, bounds in list(group.ranges.items()):
+            for lo, hi in bounds:
+                yield owner, ReadRange(table, index, lo or None, hi)
+
     def __len__(self) -> int:
         return len(self._by_owner)
 
@@ -70,7 +79,7 @@ class _Group:
     """The ranges of one index: bounded ones sorted for search (rebuilt lazily), unbounded ones apart."""
 
     def __init__(self) -> None:
-        self._ranges: dict[Owner, list[tuple[bytes, bytes | None]]] = {}
+        self.ranges: dict[Owner, list[tuple[bytes, bytes | None]]] = {}
         self._dirty = True
         self._los: list[bytes] = []
         self._his: list[bytes] = []
@@ -79,14 +88,14 @@ class _Group:
         self._open: list[tuple[bytes, Owner]] = []  # ranges with no upper bound
 
     def add(self, owner: Owner, lo: bytes | None, hi: bytes | None) -> None:
-        self._ranges.setdefault(owner, []).append((_UNBOUNDED if lo is None else lo, hi))
+        self.ranges.setdefault(owner, []).append((_UNBOUNDED if lo is None else lo, hi))
         self._dirty = True
 
     def remove(self, owner: Owner) -> bool:
         """Drop ``owner``'s ranges; ``True`` when the group is now empty."""
-        if self._ranges.pop(owner, None) is not None:
+        if self.ranges.pop(owner, None) is not None:
             self._dirty = True
-        return not self._ranges
+        return not self.ranges
 
     def stab(self, key: bytes) -> list[Owner]:
         if self._dirty:
@@ -102,7 +111,7 @@ class _Group:
     def _build(self) -> None:
         bounded: list[tuple[bytes, bytes, Owner]] = []
         self._open = []
-        for owner, ranges in self._ranges.items():
+        for owner, ranges in self.ranges.items():
             for lo, hi in ranges:
                 if hi is None:
                     self._open.append((lo, owner))

@@ -34,11 +34,12 @@ from __future__ import annotations
 import collections
 import itertools
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from zapnb.changes import ChangeSet, ReadRange
+from zapnb.changes import BulkChange, ChangeSet, ReadRange
 from zapnb.delivery import Deliverer, report
 from zapnb.errors import ClosedError, InvalidQueryError
 from zapnb.functions import Function, Runner, UserIdentity
@@ -54,6 +55,10 @@ __all__ = ["HISTORY", "Reactor", "Subscription", "same_result"]
 #: How many recent change sets a new subscription is checked against (commits that landed while its first
 #: result was computed); a subscription older than all of them simply re-runs once.
 HISTORY: Final = 4_096
+#: How long re-runs wait, at most, for this process's commits in flight to finish. Re-runs and commits share
+#: the interpreter: during a burst of commits, waiting matches the burst as one batch and re-runs once,
+#: instead of slowing every commit of the burst down. A lone commit is re-run at once.
+YIELD_TO_COMMITS: Final = 0.005
 
 Callback = Callable[[Any], None]
 ErrorHandler = Callable[[BaseException], None]
@@ -353,13 +358,26 @@ class Reactor:
             if changes.everything:
                 keys: Iterable[int] = list(self._subscriptions)
             else:
-                keys = itertools.chain.from_iterable(
-                    self._ranges.stab(table, index, key) for table, index, key in changes.touched_keys()
+                keys = itertools.chain(
+                    itertools.chain.from_iterable(
+                        self._ranges.stab(change.table, index, key)
+                        for change in changes.changes
+                        for index, key in change.touched
+                    ),
+                    (owner for part in changes.bulk for owner in self._bulk_touched(part)),
                 )
             for key in keys:
                 if key not in due and (sub := self._alive(key)) is not None and sub.lsn < changes.lsn:
                     due.add(key)
         return due
+
+    def _bulk_touched(self, part: BulkChange) -> Iterator[int]:
+        """The subscriptions a bulk insert touched: each recorded range of its table's indexes is looked up in
+        the insert's sorted keys (two bisections), rather than each of its keys in the ranges."""
+        for index in part.keys:
+            for owner, read in self._ranges.ranges_of(part.table, index):
+                if part.touches(read):
+                    yield owner
 
     def _missed(self, sub: Subscription) -> bool:
         """Whether a commit after ``sub``'s first run was already matched before ``sub`` was registered."""
@@ -373,6 +391,9 @@ class Reactor:
 
     def _rerun(self, subs: list[Subscription]) -> None:
         """Re-run ``subs`` at one snapshot, so every subscription a commit touched sees that same commit."""
+        deadline = time.monotonic() + YIELD_TO_COMMITS
+        while self.engine.committing and time.monotonic() < deadline:
+            time.sleep(0.0002)
         try:
             snapshot = self.engine.snapshot()
         except ClosedError:
