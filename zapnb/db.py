@@ -154,7 +154,7 @@ class Database:
         A failing re-run or callback is passed to ``on_error`` (or printed on standard error), and the
         subscription goes on. Bad ``args`` raise :class:`~zapnb.ArgumentValidationError` here.
         """
-        reactor = self._shared.reactor(self._engine)
+        reactor = self._shared.reactor()
         return reactor.watch(fn_or_query, args, callback, on_error, self._identity)
 
     # --- one-statement transactions -------------------------------------------------------------------------
@@ -238,11 +238,12 @@ class _Shared:
         self._reactor: Reactor | None = None
         self._lock = threading.Lock()
 
-    def reactor(self, engine: Engine) -> Reactor:
+    def reactor(self) -> Reactor:
+        """The connection's watched queries, started on the first ``watch``."""
         with self._lock:
             if self._reactor is None:
-                engine.check_usable()
-                self._reactor = Reactor(engine, self.runner)
+                self.runner.engine.check_usable()
+                self._reactor = Reactor(self.runner)
             return self._reactor
 
     def close(self) -> None:

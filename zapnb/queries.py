@@ -393,8 +393,10 @@ class Query:
                 hi = after(read.last)
         tx.record_read(ReadRange(self.table, plan.spec.name, lo, hi))
 
-    def _run(self, limit: int | None = None) -> tuple[scan.Source, _Plan, _Read]:
-        tx, plan, source = self._start()
+    def _run(
+        self, limit: int | None = None, started: tuple[Transaction, _Plan, scan.Source] | None = None
+    ) -> tuple[scan.Source, _Plan, _Read]:
+        tx, plan, source = self._start() if started is None else started
         bounds = (plan.keys.lo, plan.keys.hi)
         read = self._read(source, plan, bounds, limit) if limit != 0 else _Read([], 0, None, False)
         self._record(tx, plan, bounds, read)
@@ -426,20 +428,19 @@ class Query:
             )
             warnings.warn(warning, stacklevel=stacklevel)
 
-    def _filtered_frame(self) -> pl.DataFrame | None:
-        """The filtered result, filtering whole columns; ``None`` when the filters need documents.
+    def _filtered_frame(
+        self, tx: Transaction, plan: _Plan, source: scan.Source, vector: pl.Expr
+    ) -> pl.DataFrame:
+        """The filtered result of a started query whose filters are exact on columns (``plan.vector``).
 
         Every document of the range is read (as the per-document path does for ``collect()``), built into
         the typed frame once, and filtered there by :func:`~zapnb.vectorfilter.vector_filter`'s expression.
         """
-        tx, plan, source = self._start()
-        if plan.vector is None:
-            return None
         bounds = (plan.keys.lo, plan.keys.hi)
         rows = list(scan.rows(source, *bounds, reverse=self._order == "desc"))
         read = _Read(rows, len(rows), rows[-1].key if rows else None, True)
         self._record(tx, plan, bounds, read)
-        frame = self._frame(source, plan, rows).filter(plan.vector)
+        frame = self._frame(source, plan, rows).filter(vector)
         self._warn(plan, read, stacklevel=5, returned=frame.height)
         return frame
 
@@ -456,9 +457,10 @@ class Query:
     @_gc_paused
     def collect(self) -> pl.DataFrame:
         """Every matching document, as a typed frame in index order."""
-        if self._filters and (filtered := self._filtered_frame()) is not None:
-            return filtered
-        source, plan, read = self._run()
+        tx, plan, source = self._start()
+        if plan.vector is not None:
+            return self._filtered_frame(tx, plan, source, plan.vector)
+        source, plan, read = self._run(started=(tx, plan, source))
         return self._frame(source, plan, read.rows)
 
     @_gc_paused
@@ -499,8 +501,8 @@ class Query:
         if plan.predicate is None:
             tx.record_read(ReadRange(self.table, plan.spec.name, *bounds))
             return scan.count(source, *bounds)
-        if plan.vector is not None and (filtered := self._filtered_frame()) is not None:
-            return filtered.height
+        if plan.vector is not None:
+            return self._filtered_frame(tx, plan, source, plan.vector).height
         read = self._read(source, plan, bounds)
         self._record(tx, plan, bounds, read)
         self._warn(plan, read, stacklevel=4)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 from zapnb.changes import BulkChange, ChangeSet, ReadRange
 from zapnb.delivery import Deliverer, report
 from zapnb.errors import ClosedError, InvalidQueryError
-from zapnb.functions import Function, Runner, UserIdentity
+from zapnb.functions import Function, Runner, UserIdentity, query
 from zapnb.queries import Query
 from zapnb.rangeindex import RangeIndex
 from zapnb.transaction import Transaction
@@ -199,8 +199,8 @@ class Reactor:
     delivery.
     """
 
-    def __init__(self, engine: Engine, runner: Runner) -> None:
-        self.engine = engine
+    def __init__(self, runner: Runner) -> None:
+        self.engine: Engine = runner.engine
         self.runner = runner
         self._lock = threading.Condition()
         self._subscriptions: dict[int, weakref.ref[Subscription]] = {}
@@ -213,7 +213,7 @@ class Reactor:
         self._progress = threading.Condition()
         self._closed = False
         self._deliverer = Deliverer()
-        self._remove_listener = engine.add_listener(self._receive)
+        self._remove_listener = self.engine.add_listener(self._receive)
         self._thread = threading.Thread(target=self._loop, name="zapnb-watch", daemon=True)
         self._thread.start()
 
@@ -315,8 +315,6 @@ class Reactor:
             checked = self.runner.checked_args(target, (), args)
             return target.name, lambda tx: self.runner.run_query_in(tx, target, checked, identity)
         if callable(target):
-            from zapnb.functions import query
-
             fn = query(target)
             return fn.name, lambda tx: self.runner.run_query_in(tx, fn, args, identity)
         raise InvalidQueryError(

@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from functools import reduce
 from typing import TYPE_CHECKING, Final, Literal
@@ -93,15 +94,16 @@ def _translate(expr: Expr, validators_of: ValidatorsOf) -> pl.Expr | None:
         inner = _translate(expr.operand, validators_of)
         return None if inner is None else ~inner
     if isinstance(expr, Logical):
-        parts = [_translate(operand, validators_of) for operand in expr.operands]
-        if any(part is None for part in parts):
-            return None
+        parts: list[pl.Expr] = []
+        for operand in expr.operands:
+            part = _translate(operand, validators_of)
+            if part is None:
+                return None
+            parts.append(part)
         if not parts:
             return pl.lit(expr.op == "and_")
-        present = [part for part in parts if part is not None]
-        return (
-            reduce(lambda a, b: a & b, present) if expr.op == "and_" else reduce(lambda a, b: a | b, present)
-        )
+        combined: pl.Expr = reduce(operator.and_ if expr.op == "and_" else operator.or_, parts)
+        return combined
     return None
 
 
