@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from zapnb.errors import InvalidValueError
+from zapnb.gather import Gatherer, Positions
 from zapnb.jsonvalues import encode_json
 from zapnb.layout import Layout
 from zapnb.layoutcodec import decoder, document_fields
@@ -57,13 +58,24 @@ from zapnb.validators import (
 from zapnb.values import MISSING, Kind, kind_of
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import polars as pl
     import pyarrow as pa
 
+    from zapnb.scan import RowArrays
     from zapnb.schema import Schema, TableDefinition
     from zapnb.tablestate import TableState
 
-__all__ = ["FrameShape", "build_frame", "frame_shape", "inferred_frame"]
+__all__ = [
+    "WHOLE_BASE_FILTER",
+    "FrameShape",
+    "build_frame",
+    "frame_shape",
+    "inferred_frame",
+    "range_count",
+    "range_frame",
+]
 
 Document = Mapping[str, Any]
 Write = Callable[[Any], Any]
@@ -275,13 +287,18 @@ def inferred_frame(docs: Sequence[Document]) -> pl.DataFrame:
 class _BaseFrame:
     """A table base as a Polars frame: typed columns cast once; ``later`` columns converted per gather."""
 
-    frame: pl.DataFrame
+    rows: Gatherer
     later: tuple[tuple[str, Write, pl.DataType], ...]
 
-    def gather(self, positions: Sequence[int]) -> pl.DataFrame:
+    @property
+    def frame(self) -> pl.DataFrame:
+        """The whole base, typed (``later`` columns still as stored)."""
+        return self.rows.frame
+
+    def gather(self, positions: Positions) -> pl.DataFrame:
         import polars as pl
 
-        rows = self.frame[list(positions)]
+        rows = self.rows.gather(positions)
         if self.later:
             rows = rows.with_columns(
                 pl.Series(name, [convert(cell) for cell in rows.get_column(name).to_list()], dtype=dtype)
@@ -331,7 +348,7 @@ def _make_base_frame(shape: FrameShape, base: pa.Table) -> _BaseFrame | None:
             later.append((slot.name, _cell_converter(slot.codec, slot.null_is_missing, validator), target))
     frame = raw.cast(casts) if casts else raw  # type: ignore[arg-type]
     # one chunk per column: gathering a few rows from chunked columns costs about twice as much
-    return _BaseFrame(frame.select(list(shape.schema)).rechunk(), tuple(later))
+    return _BaseFrame(Gatherer(frame.select(list(shape.schema)).rechunk()), tuple(later))
 
 
 def _cell_converter(codec: Any, null_is_missing: bool, validator: Validator) -> Write:
@@ -428,3 +445,113 @@ def build_frame(shape: FrameShape, state: TableState | None, items: Sequence[Ite
 def _read(state: TableState | None, position: int) -> Document:
     assert state is not None
     return state.read_row(position)
+
+
+# --- frames of whole ranges ---------------------------------------------------------------------------------
+
+WHOLE_BASE_FILTER: Final = 8
+"""A filter runs over the whole typed base (then picks the range's rows) when the range holds at least
+1/8 of the base's rows; a shorter range is gathered first and filtered after."""
+
+
+def range_frame(
+    shape: FrameShape, state: TableState | None, ranged: RowArrays, vector: pl.Expr | None = None
+) -> pl.DataFrame | None:
+    """The frame of a range read whole (:func:`~zapnb.scan.row_arrays`), in order, keeping the rows for which
+    ``vector`` (an exact filter expression) is true; ``None`` when the table's base cannot be gathered (a
+    table without a schema, or a base written under an older layout): read such rows one by one."""
+    kept = _kept(shape, state, ranged, vector)
+    if kept is None:
+        return None
+    frame, filtered = kept
+    return frame if filtered or vector is None else frame.filter(vector)
+
+
+def range_count(
+    shape: FrameShape, state: TableState | None, ranged: RowArrays, vector: pl.Expr
+) -> int | None:
+    """How many rows of a range read whole ``vector`` keeps, or ``None`` as for :func:`range_frame`."""
+    import numpy as np
+
+    fast = _gatherable(shape, state)
+    if fast is None:
+        return None
+    mask = _whole_base_mask(shape, fast, ranged, vector)
+    if mask is None:
+        frame = range_frame(shape, state, ranged, vector)
+        return None if frame is None else frame.height
+    return int(np.count_nonzero(mask))
+
+
+def _gatherable(shape: FrameShape, state: TableState | None) -> _BaseFrame | None:
+    base = None if state is None or not shape.typed else state.base
+    return None if base is None else _base_frame(shape, base)
+
+
+def _kept(
+    shape: FrameShape, state: TableState | None, ranged: RowArrays, vector: pl.Expr | None
+) -> tuple[pl.DataFrame, bool] | None:
+    """The frame of the range's rows, filtered by ``vector`` where that could be done on the whole base
+    (then ``True``), or all of them (``False``)."""
+    import numpy as np
+
+    fast = _gatherable(shape, state)
+    if fast is None:
+        if bool((ranged.rows >= 0).any()):
+            return None
+        docs = [ranged.docs[k] for k in range(len(ranged.rows))]
+        return (_documents_frame(shape, docs) if shape.typed else inferred_frame(docs)), False
+    mask = None if vector is None else _whole_base_mask(shape, fast, ranged, vector)
+    picked = np.arange(len(ranged.rows)) if mask is None else np.flatnonzero(mask)
+    return _assembled(shape, fast, ranged, picked), mask is not None
+
+
+def _whole_base_mask(
+    shape: FrameShape, fast: _BaseFrame, ranged: RowArrays, vector: pl.Expr
+) -> npt.NDArray[np.bool_] | None:
+    """Which rows of the range ``vector`` keeps, evaluated on the whole base (``None`` when that is not worth
+    it, or not exact because some columns are converted per gather)."""
+    import numpy as np
+
+    rows = ranged.rows
+    if fast.later or len(rows) * WHOLE_BASE_FILTER < fast.frame.height:
+        return None
+    on_base = _mask(fast.frame, vector)
+    from_base = rows >= 0
+    mask = np.zeros(len(rows), bool)
+    mask[from_base] = on_base[rows[from_base]]
+    if ranged.docs:
+        where = sorted(ranged.docs)
+        docs = _documents_frame(shape, [ranged.docs[k] for k in where])
+        hits = _mask(docs, vector)
+        mask[np.asarray(where, np.int64)[hits]] = True
+    return mask
+
+
+def _mask(frame: pl.DataFrame, vector: pl.Expr) -> npt.NDArray[np.bool_]:
+    """Where ``vector`` is true in ``frame`` (a literal is broadcast to every row)."""
+    import numpy as np
+
+    mask: npt.NDArray[np.bool_] = frame.select(vector.fill_null(False)).to_series().to_numpy()
+    if len(mask) != frame.height:
+        return np.full(frame.height, bool(mask[0]) if len(mask) else False)
+    return mask
+
+
+def _assembled(
+    shape: FrameShape, fast: _BaseFrame, ranged: RowArrays, picked: npt.NDArray[np.intp]
+) -> pl.DataFrame:
+    """The frame of the range's rows ``picked`` (ascending), in order: base rows gathered, documents built."""
+    import numpy as np
+    import polars as pl
+
+    rows = ranged.rows[picked]
+    from_docs = rows < 0
+    if not bool(from_docs.any()):
+        return fast.gather(rows)
+    docs = [ranged.docs[k] for k in picked[from_docs].tolist()]
+    combined = pl.concat([fast.gather(rows[~from_docs]), _documents_frame(shape, docs)], how="vertical")
+    order = np.empty(len(rows), np.int64)
+    order[~from_docs] = np.arange(len(rows) - len(docs))
+    order[from_docs] = np.arange(len(rows) - len(docs), len(rows))
+    return combined.gather(pl.Series(order, dtype=pl.UInt32))

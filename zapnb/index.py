@@ -65,6 +65,7 @@ from zapnb.indexbase import SortedKeys, first_duplicate, merge_keys, sort_keys
 from zapnb.indexdelta import NEVER, Delta, Record, Run, inconsistency
 from zapnb.indexfile import load_index, save_index
 from zapnb.indexmerge import Layer, carried_tombstones, fold, renumbered
+from zapnb.indexrows import Part, RangeRows, ordered_rows
 from zapnb.keys import encode_key, encode_value
 from zapnb.values import MISSING, lookup_path
 
@@ -541,6 +542,25 @@ class IndexData:
             if ri < rj
         ]
         return heapq.merge(entries, *runs, key=_entry_key, reverse=reverse) if runs else entries
+
+    def range_rows(self, lo: bytes | None, hi: bytes | None, *, snapshot: int) -> RangeRows:
+        """The entries :meth:`scan` would yield, as arrays (:mod:`zapnb.indexrows`): vectorised, for long
+        ranges.
+
+        Raises
+        ------
+        IndexConsistencyError
+            If ``snapshot`` is older than :attr:`base_lsn`.
+        """
+        i, j = self._bounds(lo, hi, snapshot)
+        if lo is not None and hi is not None and hi <= lo:
+            return ordered_rows([], [], [])
+        hidden, keys, ids = self._delta.view(i, j, lo, hi, snapshot)
+        parts = [Part(self._keys.window(i, j), self._rows[i:j], [h - i for h in hidden])]
+        for run, ri, rj, run_hidden in self._delta.runs(lo, hi, snapshot):
+            if ri < rj:
+                parts.append(Part(run.keys.window(ri, rj), run.rows[ri:rj], [h - ri for h in run_hidden]))
+        return ordered_rows(parts, keys, ids)
 
     def row_of(self, key: bytes, snapshot: int | None = None) -> int:
         """The table-base row of the document whose key is ``key``, in the base or in a run added at or

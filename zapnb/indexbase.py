@@ -124,6 +124,10 @@ class SortedKeys(abc.ABC):
         """:meth:`bisect` of each key, vectorised where the layout allows."""
 
     @abc.abstractmethod
+    def window(self, start: int, stop: int) -> SortedKeys:
+        """The keys at positions ``start`` to ``stop - 1`` as keys of their own (a view: no copy)."""
+
+    @abc.abstractmethod
     def to_arrow(self) -> pa.LargeBinaryArray:
         """The keys as an Arrow array (a copy for the fixed layout, zero-copy for the variable one)."""
 
@@ -191,6 +195,9 @@ class FixedKeys(SortedKeys):
             tie = inside & (self._keys[at] == probes) & (self._lengths[at] < lengths)
             found += tie
         return found
+
+    def window(self, start: int, stop: int) -> FixedKeys:
+        return FixedKeys(self._keys[start:stop], self._lengths[start:stop])
 
     def find_many(self, keys: Sequence[bytes]) -> list[int]:
         if len(keys) <= _FEW or not self._n:
@@ -262,6 +269,9 @@ class VarKeys(SortedKeys):
 
     def bisect_many(self, keys: Sequence[bytes]) -> Int64s:
         return np.fromiter(map(self.bisect, keys), np.int64, len(keys))
+
+    def window(self, start: int, stop: int) -> VarKeys:
+        return VarKeys(self._data, self._offsets[start : max(start, stop) + 1])
 
     def to_arrow(self) -> pa.LargeBinaryArray:
         import pyarrow as pa

@@ -63,7 +63,7 @@ from zapnb.errors import (
     NotUniqueError,
 )
 from zapnb.filters import Expr, FilterBuilder, Logical, as_expr, compile_filter
-from zapnb.frames import FrameShape, build_frame, frame_shape
+from zapnb.frames import FrameShape, build_frame, frame_shape, range_count, range_frame
 from zapnb.index import IndexSpec
 from zapnb.layoutcodec import labeller
 from zapnb.pagination import (
@@ -294,7 +294,9 @@ class Query:
         """Return rows in ascending (``"asc"``, the default) or descending index order."""
         if order not in ("asc", "desc"):
             raise InvalidQueryError(f'order() takes "asc" or "desc", not {order!r}.', method="order")
-        return self._with(order=order)
+        query = self._with(order=order)
+        query._cache[:] = self._cache  # the plan does not depend on the order
+        return query
 
     def filter(self, predicate: Callable[[FilterBuilder], Any]) -> Query:
         """Keep the documents for which ``predicate(q)``'s expression is true (several filters AND together).
@@ -428,6 +430,37 @@ class Query:
             )
             warnings.warn(warning, stacklevel=stacklevel)
 
+    def _whole(
+        self,
+        tx: Transaction,
+        plan: _Plan,
+        source: scan.Source,
+        vector: pl.Expr | None,
+        *,
+        count: bool = False,
+    ) -> pl.DataFrame | int | None:
+        """The whole range read at once (:func:`~zapnb.scan.row_arrays`), filtered by ``vector``: its frame,
+        or with ``count`` its number of rows; ``None`` where only the per-document path can read it.
+
+        Every document of the range counts as read, as the per-document path does for ``collect()``.
+        """
+        bounds = (plan.keys.lo, plan.keys.hi)
+        ranged = scan.row_arrays(source, *bounds, reverse=self._order == "desc")
+        if ranged is None:
+            return None
+        state = source.state
+        if count and vector is not None:
+            result: pl.DataFrame | int | None = range_count(plan.shape, state, ranged, vector)
+        else:
+            result = range_frame(plan.shape, state, ranged, vector)
+        if result is None:
+            return None
+        returned = result if isinstance(result, int) else result.height
+        read = _Read([], len(ranged.rows), None, True)
+        self._record(tx, plan, bounds, read)
+        self._warn(plan, read, stacklevel=5, returned=returned)
+        return result
+
     def _filtered_frame(
         self, tx: Transaction, plan: _Plan, source: scan.Source, vector: pl.Expr
     ) -> pl.DataFrame:
@@ -458,6 +491,10 @@ class Query:
     def collect(self) -> pl.DataFrame:
         """Every matching document, as a typed frame in index order."""
         tx, plan, source = self._start()
+        if plan.predicate is None or plan.vector is not None:
+            whole = self._whole(tx, plan, source, plan.vector)
+            if whole is not None and not isinstance(whole, int):
+                return whole
         if plan.vector is not None:
             return self._filtered_frame(tx, plan, source, plan.vector)
         source, plan, read = self._run(started=(tx, plan, source))
@@ -502,6 +539,9 @@ class Query:
             tx.record_read(ReadRange(self.table, plan.spec.name, *bounds))
             return scan.count(source, *bounds)
         if plan.vector is not None:
+            whole = self._whole(tx, plan, source, plan.vector, count=True)
+            if isinstance(whole, int):
+                return whole
             return self._filtered_frame(tx, plan, source, plan.vector).height
         read = self._read(source, plan, bounds)
         self._record(tx, plan, bounds, read)

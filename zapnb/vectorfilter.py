@@ -118,10 +118,17 @@ def _compare(expr: Compare, validators_of: ValidatorsOf) -> pl.Expr | None:
         return None
     if "." in field or field.startswith(("_", "^")):
         return None
-    kind = _kind(validators_of(field))
+    validators = validators_of(field)
+    kind = _kind(validators)
     if kind is None or _value_kind(value) != kind:
         return None
-    column = pl.col(field).cast(pl.String) if kind == "string" else pl.col(field)
+    column = pl.col(field)
+    if kind == "string" and op in ("eq", "neq"):
+        choices = _string_choices(validators)
+        if choices is not None and value not in choices:
+            return pl.lit(op == "neq")  # no cell holds it (an enum column could not even say so)
+    elif kind == "string":
+        column = column.cast(pl.String)  # an enum column orders by its categories: compare the text
     compared: pl.Expr = {
         "eq": column == value,
         "neq": column != value,
@@ -131,6 +138,17 @@ def _compare(expr: Compare, validators_of: ValidatorsOf) -> pl.Expr | None:
         "gte": column >= value,
     }[op]
     return compared.fill_null(_NULL_RESULT[op])
+
+
+def _string_choices(validators: Sequence[Validator]) -> set[str] | None:
+    """The strings a field can hold when its validators are string literals (its column is an enum)."""
+    choices: set[str] = set()
+    for validator in validators:
+        if isinstance(validator, LiteralValidator) and type(validator.value) is str:
+            choices.add(validator.value)
+        elif not isinstance(validator, NullValidator):
+            return None
+    return choices
 
 
 def _kind(validators: Sequence[Validator]) -> Kind | None:
