@@ -211,3 +211,80 @@ def test_a_checkpoint_after_a_deploy_that_changed_the_columns(tmp_path: Path) ->
         assert [d["text"] for d in want] == ["a", "b"]
         assert _by_text(db) == ["a", "b"]
         assert db.get(kept) is not None
+
+
+def _during(monkeypatch: pytest.MonkeyPatch, name: str, action: Any) -> list[int]:
+    """Run ``action`` once, right after ``zapnb.checkpoint.<name>`` first returns (inside a checkpoint)."""
+    from zapnb import checkpoint
+
+    original = getattr(checkpoint, name)
+    ran: list[int] = []
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if not ran:
+            ran.append(1)
+            action()
+        return result
+
+    monkeypatch.setattr(checkpoint, name, wrapped)
+    return ran
+
+
+@pytest.mark.parametrize("step", ["write_checkpoint", "carry_over"])
+def test_commits_while_a_checkpoint_is_written_or_swapped_in_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """Commits land while the checkpoint writes its files, and while the new states catch up outside the
+    lock: the swap carries them over (the second kind from the engine's recent change sets)."""
+    with zapnb.connect(tmp_path) as db:
+        db.deploy(SCHEMA, progress=False)
+        ids = db.insert_many("notes", [{"text": f"t{i:02d}", "n": i} for i in range(1200)])
+
+        def meanwhile() -> None:
+            db.patch(ids[0], {"text": "moved"})
+            db.patch(ids[1], {"n": 99})
+            db.delete(ids[2])
+            db.insert("notes", {"text": "late"})
+            db.insert_many("notes", [{"text": f"bulk{i:04d}"} for i in range(1000)])
+
+        ran = _during(monkeypatch, step, meanwhile)
+        assert db._engine.checkpoint()
+        assert ran
+        monkeypatch.undo()
+        assert db._engine._checkpoint_lsn > 0  # swapped in, not left for later
+        expected, order = _contents(db, "notes"), _by_text(db)
+        assert len(expected) == 1200 - 1 + 1 + 1000
+        assert db.get(ids[1])["n"] == 99  # type: ignore[index]
+        assert db.query("notes").with_index("by_text", lambda q: q.eq("text", "moved")).count() == 1
+    with zapnb.connect(tmp_path) as db:
+        assert _contents(db, "notes") == expected
+        assert _by_text(db) == order
+
+
+def test_a_deploy_between_catching_up_and_the_swap_leaves_the_swap_for_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wider = zapnb.define_schema(
+        {
+            "notes": zapnb.define_table(
+                {"text": v.string(), "n": v.optional(v.number()), "meta": v.optional(v.any())}
+            )
+            .index("by_text", ["text"])
+            .index("by_n", ["n"])
+        }
+    )
+    with zapnb.connect(tmp_path) as db:
+        db.deploy(SCHEMA, progress=False)
+        ids = db.insert_many("notes", [{"text": f"t{i:02d}", "n": i} for i in range(50)])
+        ran = _during(monkeypatch, "carry_over", lambda: db.deploy(wider, progress=False))
+        assert db._engine.checkpoint()
+        assert ran
+        monkeypatch.undo()
+        db.patch(ids[3], {"n": -1})
+        assert db.query("notes").with_index("by_n", lambda q: q.lt("n", 0)).count() == 1
+        expected = _contents(db, "notes")
+        assert db._engine.checkpoint()
+    with zapnb.connect(tmp_path) as db:
+        assert _contents(db, "notes") == expected
+        assert db.query("notes").with_index("by_n").count() == 50

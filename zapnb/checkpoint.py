@@ -21,17 +21,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from zapnb.changes import Write
+from zapnb.changes import ChangeSet, Write
 from zapnb.errors import CorruptionError
 from zapnb.faults import kill_point
 from zapnb.index import IndexData, IndexSpec, PositionsFor
@@ -49,10 +49,13 @@ from zapnb.storage import (
 )
 from zapnb.tablestate import Batch, TableState
 
+Document: TypeAlias = Mapping[str, Any]
+
 __all__ = [
     "CHECKPOINT_FILE",
     "CheckpointInfo",
     "carry_over",
+    "carry_recent",
     "load_table",
     "read_info",
     "rebuild_table",
@@ -181,20 +184,49 @@ def rebuild_table(
     return state
 
 
-def carry_over(old: TableState, new: TableState) -> TableState:
+def carry_over(old: TableState, new: TableState, *, until: int | None = None) -> TableState:
     """Apply to ``new`` (a state loaded at its base LSN) every version and batch ``old`` applied after that
-    LSN, in LSN order (within one commit, its documents before its batch, as the engine applied them)."""
+    LSN (and up to ``until``, if given), in LSN order (within one commit, its documents before its batch, as
+    the engine applied them).
+
+    ``old`` may still be written to meanwhile when ``until`` is at most its last fully applied LSN: versions
+    and batches after ``until`` are left for :func:`carry_recent`.
+    """
+    after = new.base_lsn
     versions = sorted(
         (lsn, doc_id, doc)
-        for doc_id, history in old.overlay.items()
+        for doc_id, history in list(old.overlay.items())  # one step: the writer may add to it meanwhile
         for lsn, doc in history
-        if lsn > new.base_lsn
+        if after < lsn and (until is None or lsn <= until)
     )
-    batches = [batch for batch in old.batches if batch.lsn > new.base_lsn]
+    batches = [
+        batch for batch in list(old.batches) if after < batch.lsn and (until is None or batch.lsn <= until)
+    ]
+    return _replay(new, old.name, versions, batches)
+
+
+def carry_recent(old: TableState, new: TableState, recent: Iterable[ChangeSet], after: int) -> TableState:
+    """Apply to ``new`` the versions and batches ``old`` applied after ``after``, taking the versions from the
+    engine's ``recent`` change sets (a few commits) instead of searching ``old``'s whole overlay."""
+    versions = [
+        (changes.lsn, change.id, change.new)
+        for changes in recent
+        if changes.lsn > after
+        for change in changes.changes
+        if change.table == old.name
+    ]
+    versions.sort(key=lambda version: version[0])  # stable: a commit's documents keep their order
+    batches = [batch for batch in old.batches if batch.lsn > after]
+    return _replay(new, old.name, versions, batches)
+
+
+def _replay(
+    new: TableState, table: str, versions: list[tuple[int, str, Document | None]], batches: list[Batch]
+) -> TableState:
     for lsn, doc_id, doc in versions:
         while batches and batches[0].lsn < lsn:
             _carry_batch(new, batches.pop(0))
-        new.apply(lsn, Write(old.name, doc_id, doc))
+        new.apply(lsn, Write(table, doc_id, doc))
     for batch in batches:
         _carry_batch(new, batch)
     return new

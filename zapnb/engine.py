@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from zapnb import checkpoint as checkpoints
-from zapnb import sidefiles
+from zapnb import shutdown, sidefiles
 from zapnb.bulk import BulkPart, BulkRows, bulk_parts, keys_meanwhile
 from zapnb.changes import (
     BulkChange,
@@ -164,6 +164,7 @@ class Engine:
             raise
         engine._watcher = threading.Thread(target=engine._watch, name="zapnb-log-watcher", daemon=True)
         engine._watcher.start()
+        shutdown.track(engine)
         return engine
 
     def close(self) -> None:
@@ -177,6 +178,17 @@ class Engine:
             self._closed.set()
             if self._watcher is not None and self._watcher is not threading.current_thread():
                 self._watcher.join(timeout=5)
+            self.log.close()
+
+    def halt(self) -> None:
+        """Stop watching and close the log without a checkpoint (at interpreter exit: see
+        :mod:`zapnb.shutdown`); a checkpoint being written is finished first. Idempotent."""
+        if self._closed.is_set() or os.getpid() != self._pid:
+            return
+        self._closed.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join()
+        with self._checkpoint_mutex:  # one called from another thread
             self.log.close()
 
     @property
@@ -597,15 +609,35 @@ class Engine:
         if loaded is None:
             return
         newest, _schema, tables = loaded
+        # Commits go on while the new states catch up with what was applied so far (outside the lock); the
+        # lock is held only to add the few commits applied meanwhile and switch (see docs/design-storage.md).
+        upto, olds = self._applied, dict(self._tables)
+        if newest.lsn > upto:
+            return  # not caught up with that checkpoint yet: the watcher swaps it in later
+        carried = {
+            name: checkpoints.carry_over(olds[name], new, until=upto)
+            for name, new in tables.items()
+            if name in olds and set(olds[name].indexes) == set(new.indexes)
+        }
         with self._apply_lock:
-            if newest.lsn > self._applied:
-                return  # not caught up with that checkpoint yet: the watcher swaps it in later
-            for name, new in tables.items():
-                old = self._tables.get(name)
-                if old is not None and set(old.indexes) == set(new.indexes):
-                    self._tables[name] = checkpoints.carry_over(old, new)
+            if any(self._tables.get(name) is not olds[name] for name in carried) or not self._recent_since(
+                upto
+            ):
+                return  # a deploy or a reload came between: the watcher swaps a newer checkpoint in later
+            recent = [changes for changes in self._recent if changes.lsn > upto]
+            for name, new in carried.items():
+                self._tables[name] = checkpoints.carry_recent(olds[name], new, recent, upto)
             self._checkpoint_lsn = max(self._checkpoint_lsn, newest.lsn)
             self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
+
+    def _recent_since(self, lsn: int) -> bool:
+        """Whether the change sets kept for conflict checks hold every commit after ``lsn`` (call it under the
+        apply lock)."""
+        if self._applied == lsn:
+            return True
+        if any(deployed > lsn for deployed in self._deploys):
+            return False
+        return bool(self._recent) and self._recent[0].lsn <= lsn + 1
 
 
 class _InFlight:
