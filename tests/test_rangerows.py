@@ -182,6 +182,10 @@ def _check_agrees(name: str, query: Any) -> None:
     for column in ("g", "s", "t", "n", "_creationTime"):
         assert frame[column].to_list() == [d.get(column) for d in expected], (name, column)
     assert query.count() == len(expected), name
+    for n in (1, 7, len(expected) + 1):
+        taken = query.take(n)
+        assert taken["_id"].to_list() == [str(d["_id"]) for d in expected[:n]], (name, n)
+        assert taken["t"].to_list() == [d.get("t") for d in expected[:n]], (name, n)
 
 
 @pytest.mark.slow
