@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import zapnb
-from zapnb import v
+from zapnb import queries, v
 from zapnb.gather import COLUMN_BY_COLUMN, Gatherer
 from zapnb.index import IndexData, IndexSpec
 from zapnb.indexbase import sort_keys
@@ -191,8 +191,18 @@ def _check_agrees(name: str, query: Any) -> None:
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::zapnb.FilterScanWarning")
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**32 - 1))
-def test_collect_and_count_agree_with_iteration(tmp_path_factory: pytest.TempPathFactory, seed: int) -> None:
+@given(seed=st.integers(0, 2**32 - 1), whole_from=st.sampled_from([0, queries.WHOLE_RANGE_ROWS]))
+def test_collect_and_count_agree_with_iteration(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, whole_from: int
+) -> None:
+    default, queries.WHOLE_RANGE_ROWS = queries.WHOLE_RANGE_ROWS, whole_from  # type: ignore[misc]
+    try:
+        _random_writes_then_check(tmp_path_factory, seed)
+    finally:
+        queries.WHOLE_RANGE_ROWS = default  # type: ignore[misc]
+
+
+def _random_writes_then_check(tmp_path_factory: pytest.TempPathFactory, seed: int) -> None:
     rng = random.Random(seed)
     path = tmp_path_factory.mktemp("db")
     with zapnb.connect(path) as db:
