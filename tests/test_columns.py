@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 
 from zapnb import SchemaValidationError, v
-from zapnb.columns import validate_column
+from zapnb.columns import check_column, validate_column
 from zapnb.errors import InvalidValueError
-from zapnb.ids import Id
+from zapnb.ids import Id, new_ids
 from zapnb.validators import INT64_MAX, TableNumbers, Validator
 
 PROJECT = Id.encode(10001, bytes(range(16)))
@@ -123,3 +123,13 @@ def test_a_null_inside_an_optional_object_field_reads_as_missing() -> None:
     assert validator.validate({"a": {}}) == {"a": {}}
     column = validator.validate_column(pl.Series([{"a": {"b": None}}, {"a": None}]))
     assert column.to_list() == [{"a": {"b": None}}, {"a": None}]
+
+
+@pytest.mark.parametrize("bad", [0, 65_535, 65_536, 140_000])
+def test_id_columns_longer_than_a_slice_find_their_first_bad_row(bad: int) -> None:
+    ids = [str(i) for i in new_ids(10001, 150_000)]
+    assert check_column(v.id("projects"), pl.Series(ids), ids=NUMBERS).to_list() == ids  # type: ignore[union-attr]
+    ids[bad] = ids[bad][:-1] + ("0" if ids[bad][-1] != "0" else "1")  # a checksum that does not match
+    ids[bad + 3] = None  # type: ignore[call-overload]
+    assert check_column(v.id("projects"), pl.Series(ids), ids=NUMBERS) == bad
+    assert check_column(v.optional(v.id("projects")), pl.Series(ids), ids=NUMBERS) == bad

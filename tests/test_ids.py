@@ -7,6 +7,7 @@ import json
 import pickle
 import re
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from zapnb.ids import (
     DecodedId,
     Id,
     is_valid_id,
+    labeller,
     new_ids,
 )
 
@@ -347,3 +349,63 @@ def test_invalid_counts(count: object) -> None:
 def test_first_user_table_number() -> None:
     assert FIRST_USER_TABLE_NUMBER == 10001
     assert min(table_numbers().values()) == FIRST_USER_TABLE_NUMBER
+
+
+def test_labelled_ids_share_their_table_and_hold_nothing_of_their_own() -> None:
+    made = [*new_ids(10001, 200, "projects"), Id.new(10001, "projects"), Id(str(Id.new(10001)), "projects")]
+    assert len({id(vars(doc_id)) for doc_id in made}) == 1
+    assert all(doc_id.table == "projects" for doc_id in made)
+    assert not vars(Id.new(10001))  # unlabelled: no attributes
+    assert vars(made[0].with_table("other")) == {"_table": "other"}
+    assert made[0].table == "projects"
+
+
+def test_labelled_ids_cost_what_their_text_costs() -> None:
+    new_ids(10001, 100, "projects")  # warm up
+    tracemalloc.start()
+    try:
+        made = new_ids(10001, 100_000, "projects")
+        current, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(made) == 100_000
+    # an Id is a str of 32 characters in two allocations (about 160 bytes) and a pointer in the list; an
+    # attribute dict of its own would add about 300
+    assert current < 100_000 * 200, current
+
+
+def test_a_labeller_makes_labelled_ids_of_known_text() -> None:
+    label = labeller("exercises")
+    made = [label(text) for text in ("jx73xh1f86gz7s9zgchp6wzbed7ec7aj", "kd70hswas0vt0z9b7kxmmcwcd97ed1rj")]
+    assert [type(doc_id) for doc_id in made] == [Id, Id]
+    assert [doc_id.table for doc_id in made] == ["exercises", "exercises"]
+    assert vars(made[0]) is vars(made[1]) is vars(Id(made[0], "exercises"))
+    assert made[1].table_number == 10011
+
+
+def test_ids_are_immutable_but_can_be_labelled() -> None:
+    doc_id = Id("jx73xh1f86gz7s9zgchp6wzbed7ec7aj", "exercises")
+    with pytest.raises(AttributeError, match="immutable"):
+        doc_id.extra = 1
+    with pytest.raises(AttributeError, match="immutable"):
+        del doc_id._table
+    other = Id("jx73xh1f86gz7s9zgchp6wzbed7ec7aj", "exercises")
+    bare = str.__new__(Id, "jx73xh1f86gz7s9zgchp6wzbed7ec7aj")  # as a reader labels the IDs it reads
+    bare._table = "sentences"
+    assert (bare.table, doc_id.table, other.table) == ("sentences", "exercises", "exercises")
+    bare._table = None
+    assert bare.table is None
+    assert repr(bare) == "Id(10007, 'jx73xh1f86gz7s9zgchp6wzbed7ec7aj')"
+
+
+def test_table_numbers_are_decoded_from_the_text_when_asked() -> None:
+    made = new_ids(FIRST_USER_TABLE_NUMBER + 5, 100, "t")
+    assert {doc_id.table_number for doc_id in made} == {FIRST_USER_TABLE_NUMBER + 5}
+    assert [doc_id.internal_id for doc_id in made] == [Id.decode(str(d)).internal_id for d in made]
+
+
+@given(st.binary(min_size=20, max_size=20))
+def test_the_fast_text_of_20_bytes_is_the_general_one(data: bytes) -> None:
+    from zapnb.ids import _base32, _base32_160
+
+    assert _base32_160(int.from_bytes(data, "big")) == _base32(data)

@@ -6,7 +6,10 @@ Responsibilities:
   (:func:`table_keys`), byte for byte what :meth:`zapnb.index.IndexSpec.key_for` gives for the document the
   row holds;
 - those keys sorted, with each one's row (:func:`sorted_table_keys`), as
-  :meth:`zapnb.index.IndexData.apply_run` takes them.
+  :meth:`zapnb.index.IndexData.apply_run` takes them; keys of one width are written straight into the
+  fixed layout in sorted order, without a second copy;
+- the columns the keys of some indexes read (:func:`key_columns`), and each column's share of the keys made
+  once for all the indexes of a table (:class:`KeyColumns`).
 
 A top-level field in a scalar column (strings, IDs, numbers, booleans, bytes, null) is encoded for the whole
 column in Arrow's and NumPy's kernels, with the rules of :mod:`zapnb.keys`: the kind's tag, then its body
@@ -29,7 +32,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -38,7 +42,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from zapnb.indexbase import SortedKeys, keys_from_sorted_arrow, sort_keys, sort_uniform
+from zapnb.indexbase import FixedKeys, SortedKeys, keys_from_sorted_arrow, sort_keys, sort_uniform
 from zapnb.keys import encode_value
 from zapnb.values import lookup_path
 
@@ -46,7 +50,7 @@ if TYPE_CHECKING:
     from zapnb.index import IndexSpec
     from zapnb.layout import Layout
 
-__all__ = ["sorted_table_keys", "table_keys"]
+__all__ = ["KeyColumns", "key_columns", "sorted_table_keys", "table_keys"]
 
 Int64s = npt.NDArray[np.int64]
 Documents = Callable[[], list[dict[str, Any]]]
@@ -54,6 +58,7 @@ Documents = Callable[[], list[dict[str, Any]]]
 _BINARY: Final = pa.large_binary()
 _TAGS: Final = {"string": b"\x07", "id": b"\x07", "bytes": b"\x08"}
 _SCALAR_KINDS: Final = frozenset({"string", "id", "float64", "int64", "boolean", "bytes", "null"})
+_GATHER_ROWS: Final = 65_536
 _MISSING: Final = b"\x01"
 _NULL: Final = b"\x02"
 _SIGN: Final = np.uint64(1 << 63)
@@ -66,7 +71,9 @@ def table_keys(spec: IndexSpec, layout: Layout, table: pa.Table) -> pa.LargeBina
     return _joined(_parts(spec, layout, table))
 
 
-def sorted_table_keys(spec: IndexSpec, layout: Layout, table: pa.Table) -> tuple[SortedKeys, Int64s]:
+def sorted_table_keys(
+    spec: IndexSpec, layout: Layout, table: pa.Table, columns: KeyColumns | None = None
+) -> tuple[SortedKeys, Int64s]:
     """The keys of :func:`table_keys`, sorted, and the row of each (``sorted[i]`` is the key of row
     ``rows[i]``).
 
@@ -74,18 +81,14 @@ def sorted_table_keys(spec: IndexSpec, layout: Layout, table: pa.Table) -> tuple
     ``by_creation_time`` are in order already, and those of another index are put in order by their
     fields alone (the creation time then orders the rest): each field's values are ranked through their
     distinct values, and the rows sorted by those ranks. Keys of one length (IDs, numbers, enums of one
-    length...) are laid out straight into the fixed layout, without joining them first.
+    length...) are written straight into the fixed layout in their sorted order, without joining or
+    sorting whole keys; ``by_id`` keys are sorted by their first eight varying bytes, ties by the rest.
+    ``columns`` shares the work on each column between the indexes of one table.
     """
     times = table.column("_creationTime").to_numpy()
-    direct = _direct_parts(spec, layout, table)
+    direct = (columns or KeyColumns(layout, table)).direct_parts(spec)
     if direct is not None:  # every part of one width, straight into the fixed layout
-        order = _order_by_fields(spec, [part.rank for part in direct], times)
-        rows = np.empty((table.num_rows, sum(part.width for part in direct)), np.uint8)
-        column = 0
-        for part in direct:
-            part.write(rows[:, column : column + part.width])
-            column += part.width
-        return sort_uniform(rows, order)
+        return _sorted_direct(spec, direct, times)
     parts = _parts(spec, layout, table)
     order = _order_by_fields(spec, [partial(_ranks, part) for part in parts], times)
     matrix = _uniform(parts)
@@ -99,6 +102,89 @@ def sorted_table_keys(spec: IndexSpec, layout: Layout, table: pa.Table) -> tuple
     return keys_from_sorted_arrow(keys.take(pa.array(order))), order
 
 
+def key_columns(specs: Sequence[IndexSpec], layout: Layout) -> list[str] | None:
+    """The columns that the keys of ``specs`` read from rows in ``layout``, or ``None`` when some key needs
+    whole documents (a nested path, a field of a column that is not scalar, the generic layout).
+
+    Examples
+    --------
+    >>> from zapnb import define_table, v
+    >>> from zapnb.index import IndexSpec
+    >>> from zapnb.layout import Layout
+    >>> layout = Layout.for_table(define_table({"n": v.number(), "tags": v.array(v.string())}))
+    >>> key_columns([IndexSpec("by_n", ("n",)), IndexSpec("by_m", ("m",))], layout)
+    ['_id', '_creationTime', 'n']
+    >>> key_columns([IndexSpec("by_tags", ("tags",))], layout) is None
+    True
+    """
+    if layout.slots is None:
+        return None
+    slots = {slot.name: slot for slot in layout.slots}
+    names = ["_id", "_creationTime"]
+    for path in sorted({path for spec in specs for path in spec.fields}):
+        slot = slots.get(path)
+        if "." in path or (slot is not None and slot.codec.kind not in _SCALAR_KINDS):
+            return None
+        if slot is not None:
+            names.append(path)
+    return names
+
+
+def _sorted_direct(spec: IndexSpec, direct: list[_Direct], times: Any) -> tuple[FixedKeys, Int64s]:
+    """The sorted keys of parts that all have one width, and their rows."""
+    count = len(times)
+    order = _order_by_fields(spec, [part.rank for part in direct], times)
+    if order is None:
+        order = _order_of_rows(_written(direct, count, None))
+    in_order = count < 2 or bool(np.all(order[1:] > order[:-1]))
+    rows = _written(direct, count, None if in_order else order)
+    width = rows.shape[1]
+    return FixedKeys(rows.view(f"S{width}").ravel(), np.full(count, width, np.uint32)), order
+
+
+def _written(direct: list[_Direct], count: int, order: Int64s | None) -> npt.NDArray[np.uint8]:
+    """The keys as a byte matrix, row ``i`` holding the key of row ``order[i]`` (of row ``i`` without
+    ``order``), gathered in slices so that no part is copied whole."""
+    rows = np.empty((count, sum(part.width for part in direct)), np.uint8)
+    for start in range(0, count, _GATHER_ROWS):
+        stop = min(count, start + _GATHER_ROWS)
+        which: slice | Int64s = slice(start, stop) if order is None else order[start:stop]
+        column = 0
+        for part in direct:
+            part.write(rows[start:stop, column : column + part.width], which)
+            column += part.width
+    return rows
+
+
+def _order_of_rows(rows: npt.NDArray[np.uint8]) -> Int64s:
+    """The permutation that sorts the rows of a byte matrix bytewise.
+
+    The rows are sorted by the eight bytes from the first column in which they differ (for IDs, random
+    bytes), as integers; rows tied on those are sorted by their whole bytes. With many ties, whole rows.
+    """
+    count, width = rows.shape
+    first = next((j for j in range(width) if count and not bool(np.all(rows[:, j] == rows[0, j]))), width)
+    if first == width:  # all rows the same (or none)
+        return np.arange(count, dtype=np.int64)
+    window = np.zeros((count, 8), np.uint8)
+    taken = min(8, width - first)
+    window[:, :taken] = rows[:, first : first + taken]
+    prefixes = window.view(">u8").ravel().astype(np.uint64)
+    del window
+    order: Int64s = np.argsort(prefixes).astype(np.int64)
+    ordered = prefixes[order]
+    tied = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if not len(tied) or taken < 8:  # no ties, or rows tied on all their bytes (duplicates)
+        return order
+    if len(tied) > count // 16:
+        return sort_uniform(rows)[1]
+    run_starts = np.flatnonzero(np.diff(tied, prepend=-2) != 1)
+    for start, stop in zip(tied[run_starts], np.append(tied[run_starts[1:] - 1], tied[-1]) + 2, strict=True):
+        run = order[start:stop]
+        order[start:stop] = run[sort_uniform(rows[run])[1]]
+    return order
+
+
 def _order_by_fields(spec: IndexSpec, ranks: list[Callable[[], Any]], times: Any) -> Int64s | None:
     """The sorting permutation of the keys when their creation times increase row by row, else ``None``.
 
@@ -109,7 +195,13 @@ def _order_by_fields(spec: IndexSpec, ranks: list[Callable[[], Any]], times: Any
     fields = ranks[:-2]  # without the creation time and the ID
     if not fields:
         return np.arange(len(times), dtype=np.int64)
-    order: Int64s = np.lexsort([rank() for rank in reversed(fields)]).astype(np.int64)
+    if len(fields) == 1:
+        rank = fields[0]()
+        if rank.dtype == np.int64 and len(rank) and rank.min() >= 0 and rank.max() < 2**16:
+            rank = rank.astype(np.uint16)  # a stable sort of 16-bit integers is a radix sort
+        order: Int64s = np.argsort(rank, kind="stable").astype(np.int64)
+    else:
+        order = np.lexsort([rank() for rank in reversed(fields)]).astype(np.int64)
     return order
 
 
@@ -172,35 +264,69 @@ def _ranks(part: pa.LargeBinaryArray) -> npt.NDArray[np.int64] | npt.NDArray[np.
 
 
 class _Direct(NamedTuple):
-    """A part of the keys whose values all have one width: how to write it into its columns of the keys,
-    and numbers in the order of its values."""
+    """A part of the keys whose values all have one width: how to write the values of some rows into its
+    columns of the keys (rows given as a slice or as positions), and numbers in the order of its values."""
 
     width: int
-    write: Callable[[npt.NDArray[np.uint8]], None]
+    write: Callable[[npt.NDArray[np.uint8], slice | Int64s], None]
     rank: Callable[[], Any]
 
 
-def _direct_parts(spec: IndexSpec, layout: Layout, table: pa.Table) -> list[_Direct] | None:
-    """The parts of the keys, if every one is a scalar column without nulls whose values have one width
-    (strings of one length without 0x00 and 0x01, numbers, booleans), or a field the table lacks."""
-    found: list[_Direct | None] = []
-    slots = {} if layout.slots is None else {slot.name: slot for slot in layout.slots}
-    for path in spec.fields:
-        slot = slots.get(path)
-        if layout.slots is not None and "." not in path and slot is None:  # a field the table lacks
-            found.append(_constant_part(table.num_rows, _MISSING))
-        elif slot is not None and slot.codec.kind in _SCALAR_KINDS - {"null"}:
-            found.append(_direct_scalar(table.column(path), slot.codec.kind))
-        else:
-            found.append(None)
-    if spec.kind != "by_id":
-        found.append(_direct_scalar(table.column("_creationTime"), "float64"))
-    found.append(_direct_scalar(table.column("_id"), "string"))
-    return None if any(part is None for part in found) else [part for part in found if part is not None]
+class KeyColumns:
+    """The columns of one table's rows as parts of index keys, each made once for all its indexes.
+
+    Thread-safe: the indexes of a table are built in parallel, and a column's part, or its ranks, is made
+    by the first index that needs it while the others wait.
+    """
+
+    def __init__(self, layout: Layout, table: pa.Table) -> None:
+        self._layout = layout
+        self._table = table
+        self._slots = {} if layout.slots is None else {slot.name: slot for slot in layout.slots}
+        self._made: dict[str, _Direct | None] = {}
+        self._lock = threading.Lock()
+
+    def direct_parts(self, spec: IndexSpec) -> list[_Direct] | None:
+        """The parts of ``spec``'s keys, if every one is a scalar column without nulls whose values have
+        one width (strings of one length without 0x00 and 0x01, numbers, booleans), or a field the table
+        lacks; else ``None``."""
+        found = [self._field(path) for path in spec.fields]
+        if spec.kind != "by_id":
+            found.append(self._column("_creationTime", "float64"))
+        found.append(self._column("_id", "string"))
+        return None if any(part is None for part in found) else [part for part in found if part is not None]
+
+    def _field(self, path: str) -> _Direct | None:
+        slot = self._slots.get(path)
+        if self._layout.slots is not None and "." not in path and slot is None:  # a field the table lacks
+            return _constant_part(self._table.num_rows, _MISSING)
+        if slot is not None and slot.codec.kind in _SCALAR_KINDS - {"null"}:
+            return self._column(path, slot.codec.kind)
+        return None
+
+    def _column(self, name: str, kind: str) -> _Direct | None:
+        with self._lock:
+            if name not in self._made:
+                self._made[name] = _direct_scalar(self._table.column(name), kind)
+            return self._made[name]
+
+
+def _once(make: Callable[[], Any]) -> Callable[[], Any]:
+    """``make``, called once however many threads ask (the others wait for its result)."""
+    lock = threading.Lock()
+    made: list[Any] = []
+
+    def get() -> Any:
+        with lock:
+            if not made:
+                made.append(make())
+            return made[0]
+
+    return get
 
 
 def _constant_part(count: int, value: bytes) -> _Direct:
-    def write(out: npt.NDArray[np.uint8]) -> None:
+    def write(out: npt.NDArray[np.uint8], rows: slice | Int64s) -> None:
         out[:] = np.frombuffer(value, np.uint8)
 
     return _Direct(len(value), write, lambda: np.zeros(count, np.int64))
@@ -216,37 +342,43 @@ def _direct_scalar(column: pa.ChunkedArray, kind: str) -> _Direct | None:
         flags = np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
         tags = np.where(flags, np.uint8(0x06), np.uint8(0x05))
 
-        def write_flag(out: npt.NDArray[np.uint8]) -> None:
-            out[:, 0] = tags
+        def write_flag(out: npt.NDArray[np.uint8], rows: slice | Int64s) -> None:
+            out[:, 0] = tags[rows]
 
         return _Direct(1, write_flag, lambda: tags)
     order, tag = _order_bits(array, kind)
 
-    def write_number(out: npt.NDArray[np.uint8]) -> None:
+    def write_number(out: npt.NDArray[np.uint8], rows: slice | Int64s) -> None:
         out[:, 0] = tag
-        out[:, 1:] = order.astype(">u8").view(np.uint8).reshape(len(order), 8)
+        out[:, 1:] = order[rows].astype(">u8").view(np.uint8).reshape(-1, 8)
 
     return _Direct(9, write_number, lambda: order)
 
 
 def _direct_bytes(array: pa.Array, tag: int) -> _Direct | None:
-    values = array.cast(_BINARY)
-    count = len(values)
-    offsets = np.frombuffer(values.buffers()[1], np.int64)[values.offset : values.offset + count + 1]
-    length = int(offsets[1] - offsets[0]) if count else 0
-    data_buffer = values.buffers()[2]
-    if not count or not length or data_buffer is None or not bool(np.all(np.diff(offsets) == length)):
+    """A column of strings or bytes that all have one length, read in place from its Arrow buffers."""
+    count = len(array)
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    if not count or not (large or pa.types.is_string(array.type) or pa.types.is_binary(array.type)):
         return None
-    data = np.frombuffer(data_buffer, np.uint8)[int(offsets[0]) : int(offsets[0]) + count * length]
-    if bool((data <= 1).any()):  # escaped in keys: not one width
+    offsets = np.frombuffer(array.buffers()[1], np.int64 if large else np.int32)
+    offsets = offsets[array.offset : array.offset + count + 1]
+    start, length, data_buffer = int(offsets[0]), int(offsets[1] - offsets[0]), array.buffers()[2]
+    if not length or data_buffer is None or int(offsets[-1]) - start != count * length:
         return None
+    if not bool(np.all(np.diff(offsets) == length)):
+        return None
+    data = np.frombuffer(data_buffer, np.uint8)[start : start + count * length]
+    if int(data.min()) <= 1:  # escaped in keys: not one width
+        return None
+    values = data.view(f"V{length}")  # one item per row: gathering items is several times faster than rows
 
-    def write(out: npt.NDArray[np.uint8]) -> None:
+    def write(out: npt.NDArray[np.uint8], rows: slice | Int64s) -> None:
         out[:, 0] = tag
-        out[:, 1:-1] = data.reshape(count, length)
+        out[:, 1:-1] = values[rows].view(np.uint8).reshape(-1, length)
         out[:, -1] = 0
 
-    return _Direct(length + 2, write, partial(_dictionary_ranks, values))
+    return _Direct(length + 2, write, _once(partial(_dictionary_ranks, array)))
 
 
 # --- the part of one field ----------------------------------------------------------------------------------

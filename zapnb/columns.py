@@ -267,6 +267,7 @@ def _not_null(union: UnionValidator) -> list[Validator]:
 def _id_vector(validator: IdValidator, series: pl.Series, ids: IdResolver | None) -> Vector | None:
     """A string column of IDs of ``validator``'s table: a row is good when it is the canonical text of an ID
     with that table's number (see :mod:`zapnb.ids`); any other row is left to the value check."""
+    import numpy as np
     import polars as pl
 
     number = None if ids is None else ids.table_number(validator.table)
@@ -274,30 +275,34 @@ def _id_vector(validator: IdValidator, series: pl.Series, ids: IdResolver | None
         return None
     texts = series.cast(pl.String)
     prefix = varint(number)
-    size = len(prefix) + 18  # the table number, 16 bytes of internal id, 2 of checksum
-    chars = (8 * size + 4) // 5
-    fits = (texts.str.len_bytes() == chars).fill_null(False)
-    uniform = pl.select(pl.when(fits).then(texts).otherwise(pl.lit("0" * chars))).to_series()
-    good = _good_ids(uniform, chars, size, prefix)
-    return texts, fits & pl.Series(good)
+    good = np.empty(len(texts), bool)
+    for start in range(0, len(texts), _ID_CHUNK):  # in slices: the temporaries stay a few MB
+        part = texts.slice(start, _ID_CHUNK)
+        good[start : start + len(part)] = _good_ids(part, prefix)
+    return texts, pl.Series(good)
 
 
 _DIGITS: Final = {ord(char): digit for digit, char in enumerate(ALPHABET)}
+_ID_CHUNK: Final = 65_536
 
 
-def _good_ids(uniform: pl.Series, chars: int, size: int, prefix: bytes) -> Any:
-    """For texts of ``chars`` ASCII characters each: which decode to ``size`` bytes starting with ``prefix``,
-    with zero padding bits and the right Fletcher-16 footer."""
+def _good_ids(texts: pl.Series, prefix: bytes) -> Any:
+    """Which ``texts`` are IDs whose table number's varint is ``prefix``: of the right length, with
+    characters of the alphabet, zero padding bits and the right Fletcher-16 footer (nulls are not)."""
     import numpy as np
+    import polars as pl
 
-    n = len(uniform)
-    array = uniform.to_arrow()
+    size = len(prefix) + 18  # the table number, 16 bytes of internal id, 2 of checksum
+    chars = (8 * size + 4) // 5
+    n = len(texts)
+    fits = (texts.str.len_bytes() == chars).fill_null(False)
+    array = pl.select(pl.when(fits).then(texts).otherwise(pl.lit("0" * chars))).to_series().to_arrow()
     offsets = np.frombuffer(array.buffers()[1], np.int64)[array.offset : array.offset + n + 1]
     data = np.frombuffer(array.buffers()[2], np.uint8)[int(offsets[0]) : int(offsets[0]) + n * chars]
     lookup = np.full(256, 32, np.uint8)
     lookup[list(_DIGITS)] = list(_DIGITS.values())
     digits = lookup[data.reshape(n, chars)]
-    good = (digits < 32).all(axis=1)
+    good = fits.to_numpy() & (digits < 32).all(axis=1)
     groups = -(-chars // 8)
     padded = np.zeros((n, groups * 8), np.uint8)
     padded[:, :chars] = digits & 31

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from zapnb.errors import InvalidValueError, ZapError
 from zapnb.ids import Id
+from zapnb.ids import labeller as ids_labeller
 from zapnb.jsonvalues import decode_json, encode_json
 from zapnb.validator_base import Validator
 from zapnb.validator_kinds import (
@@ -454,14 +455,7 @@ def _ints_fit(values: list[Any]) -> bool:
 
 def labeller(table: str) -> Decode:
     """Make an ``Id`` labelled with ``table`` from stored text (already checked when it was written)."""
-    new = str.__new__
-
-    def label(text: str) -> Id:
-        doc_id = new(Id, text)
-        doc_id._table = table
-        return doc_id
-
-    return label
+    return ids_labeller(table)
 
 
 def decoder(codec: Codec, from_json: bool = False) -> Decode | None:

@@ -7,6 +7,8 @@ Responsibilities:
   (:class:`~zapnb.changes.BulkFile`);
 - give each its final name, from the commit's LSN, inside the log's writer section, just before the record
   is appended (:meth:`PendingFile.publish`);
+- hand the rows just written back, memory-mapped from their file, to whoever asked for them
+  (:func:`when_written`), so that the committing process need not keep a second copy of them in memory;
 - read the rows back for recovery and for other processes (:func:`read_rows`, :func:`logged_rows`), checking
   every byte;
 - remove side files that no record in the log names (:func:`remove_unreferenced`), at open and after a
@@ -46,8 +48,9 @@ import contextlib
 import fcntl
 import os
 import secrets
+import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -70,6 +73,7 @@ __all__ = [
     "read_rows",
     "remove_unreferenced",
     "side_file_path",
+    "when_written",
 ]
 
 DIRECTORY: Final = "bulk"
@@ -115,6 +119,47 @@ class PendingFile:
             self.path.unlink(missing_ok=True)
 
 
+_Then = Callable[["pa.Table | None"], None]
+"""What to call with rows mapped from their side file once written (``None`` if they could not be mapped)."""
+
+_then: dict[int, _Then] = {}  # by the id of the rows being committed
+_then_lock: Final = threading.Lock()
+
+
+@contextlib.contextmanager
+def when_written(rows: pa.Table, then: _Then) -> Iterator[None]:
+    """While the block runs, once :func:`pending` has written ``rows`` (this very table object) to its side
+    file, call ``then`` with the same rows memory-mapped from that file (on the thread writing it; with
+    ``None`` if the file could not be mapped, and then the rows stay as they were).
+
+    The bulk commit uses it to let go of a batch's rows in memory as soon as they are on disk: from then on
+    its rows take memory only where they are read (pages of the file, which the system can drop).
+    """
+    # The caller holds rows until they are written or the block ends, so no other object takes its id
+    # meanwhile; holding it here too would keep it in memory after it is written.
+    key = id(rows)
+    del rows
+    with _then_lock:
+        _then[key] = then
+    try:
+        yield
+    finally:
+        with _then_lock:
+            _then.pop(key, None)
+
+
+def _written(rows: pa.Table, path: Path) -> None:
+    with _then_lock:
+        then = _then.pop(id(rows), None)
+    if then is None:
+        return
+    try:
+        mapped = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    except (OSError, pa.ArrowException):  # the rows stay in memory: nothing is lost but the saving
+        mapped = None
+    then(mapped)
+
+
 @contextlib.contextmanager
 def pending(root: Path, parts: Sequence[tuple[str, pa.Table]]) -> Iterator[list[PendingFile]]:
     """Write each ``(table, rows)`` as a side file, durably; yield them for the commit to publish.
@@ -133,8 +178,8 @@ def pending(root: Path, parts: Sequence[tuple[str, pa.Table]]) -> Iterator[list[
     files: list[PendingFile] = []
     try:
         fcntl.flock(lock, fcntl.LOCK_SH)
-        for part, (table, rows) in enumerate(parts):
-            files.append(_write(root, directory / f".{secrets.token_hex(8)}{_TEMPORARY}", table, part, rows))
+        _write_all(root, directory, parts, files)
+        del parts  # the rows are on disk: holding them no longer is up to the caller alone
         kill_point("sidefiles.after_write_before_commit")
         yield files
     except BaseException:
@@ -143,6 +188,16 @@ def pending(root: Path, parts: Sequence[tuple[str, pa.Table]]) -> Iterator[list[
         raise
     finally:
         os.close(lock)
+
+
+def _write_all(
+    root: Path, directory: Path, parts: Sequence[tuple[str, pa.Table]], files: list[PendingFile]
+) -> None:
+    """Write each part's side file, adding it to ``files`` as soon as it is written (to be discarded if a
+    later one fails)."""
+    for part, (table, rows) in enumerate(parts):
+        files.append(_write(root, directory / f".{secrets.token_hex(8)}{_TEMPORARY}", table, part, rows))
+        _written(rows, files[-1].path)
 
 
 def _write(root: Path, path: Path, table: str, part: int, rows: pa.Table) -> PendingFile:
