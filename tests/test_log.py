@@ -34,10 +34,11 @@ from zapnb.errors import (
     UsedAfterForkError,
 )
 from zapnb.log import CommitLog, LogRecord, LogWriter
+from zapnb.logformat import PREALLOCATE
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = 24  # segment header
-REC = 20  # record header
+REC = 24  # record header
 
 
 def segments(data: Path) -> list[Path]:
@@ -135,12 +136,12 @@ def test_rollover_read_since_across_segments_and_reopen(tmp_path: Path) -> None:
         expected = [f"record {i:04d} ".encode() * 8 for i in range(300)]
         for payload in expected:
             log.append(payload)
-        assert log.stats().rollovers == 8
+        assert log.stats().rollovers == 9
         for after in (0, 1, 37, 150, 299, 300):
             assert payloads_of(log, after) == expected[after:]
     files = segments(tmp_path)
-    assert len(files) == 9
-    assert all(f.stat().st_size <= 4096 + REC for f in files[:-1])
+    assert len(files) == 10
+    assert all(f.stat().st_size <= 4096 + REC for f in files[:-1])  # full segments end at their end mark
     starts = [int(f.name.split(".")[0]) for f in files]
     assert starts[0] == 1
     with CommitLog.open(tmp_path, segment_size=4096) as log:
@@ -208,27 +209,38 @@ def test_cut_at_every_byte_of_the_last_record_drops_it_silently(
 ) -> None:
     src, offsets = three_records
     raw = segments(src)[0].read_bytes()
-    assert len(raw) == offsets[3]
+    assert raw[offsets[3] :] == bytes(PREALLOCATE - offsets[3])  # zeros written ahead of the records
     for cut in range(offsets[2], offsets[3]):
         data = fresh_copy(src, tmp_path / "cut")
         segments(data)[0].write_bytes(raw[:cut])
         with CommitLog.open(data) as log:
             assert log.last_lsn() == 2, cut
-            assert log.dropped_tail_bytes == cut - offsets[2]
+            assert log.dropped_tail_bytes == len(raw[offsets[2] : cut].rstrip(b"\x00"))
             assert payloads_of(log) == [b"A" * 30, b"B" * 30]
             assert log.append(b"new") == 3
-        assert segments(data)[0].stat().st_size == offsets[2] + REC + 3
+        written = segments(data)[0].read_bytes()
+        assert written[offsets[2] : offsets[2] + REC + 3].endswith(b"new")
+        assert written[offsets[2] + REC + 3 :].count(0) == len(written) - offsets[2] - REC - 3
         with CommitLog.open(data) as log:
             assert payloads_of(log) == [b"A" * 30, b"B" * 30, b"new"]
 
 
-def test_zero_filled_tail_is_dropped(tmp_path: Path, three_records: tuple[Path, list[int]]) -> None:
+def test_zeros_after_the_records_are_where_they_end(
+    tmp_path: Path, three_records: tuple[Path, list[int]]
+) -> None:
     src, offsets = three_records
-    raw = segments(src)[0].read_bytes()
+    raw = segments(src)[0].read_bytes()[: offsets[3]]
     data = fresh_copy(src, tmp_path / "zeros")
     segments(data)[0].write_bytes(raw + bytes(5000))
     with CommitLog.open(data) as log:
-        assert (log.last_lsn(), log.dropped_tail_bytes) == (3, 5000)
+        assert (log.last_lsn(), log.dropped_tail_bytes) == (3, 0)
+        assert log.append(b"over the zeros") == 4
+    assert segments(data)[0].stat().st_size == offsets[3] + 5000  # written over them, not after them
+    data = fresh_copy(src, tmp_path / "no-zeros")
+    segments(data)[0].write_bytes(raw)
+    with CommitLog.open(data) as log:
+        assert log.last_lsn() == 3
+        assert log.append(b"grows the file") == 4
     data = fresh_copy(src, tmp_path / "zeroed-record")
     segments(data)[0].write_bytes(raw[: offsets[2]] + bytes(4096))
     with CommitLog.open(data) as log:
@@ -293,7 +305,7 @@ def test_repair_cuts_at_the_damage_and_reports(tmp_path: Path) -> None:
         assert (report.file, report.offset, report.dropped_records) == (str(path), offsets[1], 4)
         assert report.dropped_bytes == offsets[5] - offsets[1]
         saved = Path(report.saved_to) / f"{path.name}.from-{offsets[1]}"
-        assert saved.read_bytes() == bytes(damaged[offsets[1] :])
+        assert saved.read_bytes() == bytes(damaged[offsets[1] : offsets[5]])  # without the zeros after
         assert log.last_lsn() == 1
         assert log.append(b"again") == 2
     with CommitLog.open(tmp_path) as log:
@@ -336,9 +348,9 @@ def test_an_unknown_format_version_is_named(tmp_path: Path, three_records: tuple
     head = b"ZAPNBLOG" + struct.pack("<IQ", 7, 1)
     raw[:24] = head + struct.pack("<I", zlib.crc32(head))
     segments(src)[0].write_bytes(bytes(raw))
-    with pytest.raises(FormatVersionError, match="version 7, and this zapnb reads version 1") as info:
+    with pytest.raises(FormatVersionError, match="version 7, and this zapnb reads version 2") as info:
         CommitLog.open(src)
-    assert (info.value.found, info.value.supported, info.value.file) == (7, 1, str(segments(src)[0]))
+    assert (info.value.found, info.value.supported, info.value.file) == (7, 2, str(segments(src)[0]))
 
 
 def test_a_full_segment_without_its_end_mark_is_corruption(tmp_path: Path) -> None:
@@ -526,11 +538,12 @@ CHILD = r"""
 import hashlib, os, sys
 from zapnb.log import CommitLog
 data, acked, count, truncate_every = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+scale = int(sys.argv[5]) if len(sys.argv) > 5 else 1
 side = os.open(acked, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 log = CommitLog.open(data, segment_size=4096)
 i = 0
 while count < 0 or i < count:
-    payload = f"{os.getpid()}-{i}-".encode() * (1 + i % 9)
+    payload = f"{os.getpid()}-{i}-".encode() * (1 + i % 9) * scale
     if i % 3 == 2:
         with log.writer() as w:
             w.new_records()
@@ -546,12 +559,15 @@ log.close()
 """
 
 
-def run_child(data: Path, acked: Path, count: int, truncate_every: int, kill_at: str | None) -> int:
+def run_child(
+    data: Path, acked: Path, count: int, truncate_every: int, kill_at: str | None, scale: int = 1
+) -> int:
+    """Run CHILD; ``scale`` makes its records that many times longer (a torn write needs several blocks)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("ZAPNB_KILL_AT", None)
     if kill_at is not None:
         env["ZAPNB_KILL_AT"] = kill_at
-    args = [sys.executable, "-c", CHILD, str(data), str(acked), str(count), str(truncate_every)]
+    args = [sys.executable, "-c", CHILD, str(data), str(acked), str(count), str(truncate_every), str(scale)]
     return subprocess.run(args, env=env, timeout=120, check=False).returncode
 
 
@@ -595,8 +611,8 @@ def test_kill_points_lose_no_acknowledged_record(tmp_path: Path, kill_at: str) -
 
 def test_torn_write_is_dropped_on_reopen(tmp_path: Path) -> None:
     data, acked = tmp_path / "data", tmp_path / "acked"
-    assert run_child(data, acked, 100, 0, "log.during_write@5") == 137
-    with CommitLog.open(data) as log:
+    assert run_child(data, acked, 100, 0, "log.during_write@5", scale=40) == 137
+    with CommitLog.open(data, segment_size=4096) as log:
         assert log.dropped_tail_bytes > 0
         assert log.last_lsn() == 4
 
@@ -604,7 +620,7 @@ def test_torn_write_is_dropped_on_reopen(tmp_path: Path) -> None:
 def test_a_writer_cuts_the_torn_record_of_a_dead_process(tmp_path: Path) -> None:
     data, acked = tmp_path / "data", tmp_path / "acked"
     with CommitLog.open(data, segment_size=4096) as log:
-        assert run_child(data, acked, 100, 0, "log.during_write@5") == 137
+        assert run_child(data, acked, 100, 0, "log.during_write@5", scale=40) == 137
         assert log.last_lsn() == 4  # the half record is not a record
         assert log.append(b"next") == 5
         assert log.dropped_tail_bytes > 0

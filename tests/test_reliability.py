@@ -387,7 +387,7 @@ def _records(segment: Path) -> list[tuple[int, int, int]]:
     data, offset, out = segment.read_bytes(), SEGMENT_HEADER_SIZE, []
     while offset + RECORD_HEADER_SIZE <= len(data):
         length, lsn = struct.unpack_from("<IQ", data, offset)
-        if length == 0xFFFF_FFFF:
+        if length == 0xFFFF_FFFF or lsn == 0:  # an end mark, or the zeros written ahead of the records
             break
         out.append((lsn, offset, length))
         offset += RECORD_HEADER_SIZE + length

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zapnb.errors import CorruptionError, InvalidJsonError
-from zapnb.jsonvalues import decode_json, encode_json
+from zapnb.jsonvalues import decode_json, encode_json, encode_stored_json
 
 __all__ = [
     "BulkChange",
@@ -205,7 +205,11 @@ class ChangeSet:
 
 
 def encode_record(record: Record) -> bytes:
-    """The bytes of a record, for :meth:`zapnb.log.CommitLog.append`."""
+    """The bytes of a record, for :meth:`zapnb.log.CommitLog.append`.
+
+    A commit's documents are stored documents (every write checks its document first), so they are encoded
+    without being checked again (:func:`~zapnb.jsonvalues.encode_stored_json`).
+    """
     if isinstance(record, Commit):
         body: dict[str, Any] = {
             "kind": "bulk" if record.bulk else "commit",
@@ -215,8 +219,8 @@ def encode_record(record: Record) -> bytes:
         }
         if record.bulk:
             body["files"] = [[f.table, f.part, f.rows, f.size, list(f.checksums)] for f in record.bulk]
-    else:
-        body = {"kind": "deploy", "time": record.time, "schema": record.schema, "tables": dict(record.tables)}
+        return encode_stored_json(body).encode()
+    body = {"kind": "deploy", "time": record.time, "schema": record.schema, "tables": dict(record.tables)}
     return encode_json(body).encode()
 
 

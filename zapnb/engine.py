@@ -82,6 +82,7 @@ CHECKPOINT_SECONDS = 60.0  # ...or this long after the first write since the las
 
 Durability = Literal["full", "process"]
 Listener = Callable[[ChangeSet], None]
+Document = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -262,17 +263,20 @@ class Engine:
         reads: Iterable[ReadRange],
         new_tables: Mapping[str, int] | None = None,
         bulk: Sequence[BulkRows] = (),
+        known: Mapping[str, Document | None] | None = None,
     ) -> int:
         """Commit writes made on ``snapshot`` if nothing they read has changed since; return the commit's LSN.
 
         ``bulk`` are rows inserted in bulk: they are written to side files (:mod:`zapnb.sidefiles`) that the
-        record names, and applied to their tables as columnar batches.
+        record names, and applied to their tables as columnar batches. ``known`` maps IDs of documents the
+        transaction read (by ID, so a change to them since ``snapshot`` conflicts) to what it read: applying
+        the commit need not look them up again.
 
         Raises :class:`~zapnb.errors.ConflictError` (writing nothing) when a commit after the snapshot changed
         an index key inside one of ``reads``, changed the schema, or created one of ``new_tables``.
         """
         with self._in_flight:
-            return self._commit(snapshot, writes, reads, new_tables, bulk)
+            return self._commit(snapshot, writes, reads, new_tables, bulk, known)
 
     @property
     def committing(self) -> bool:
@@ -286,6 +290,7 @@ class Engine:
         reads: Iterable[ReadRange],
         new_tables: Mapping[str, int] | None,
         bulk: Sequence[BulkRows],
+        known: Mapping[str, Document | None] | None,
     ) -> int:
         self.check_usable()
         parts = bulk_parts(bulk)
@@ -303,8 +308,9 @@ class Engine:
                 bulk=tuple(file.ref for file in files),
             )
             payload = encode_record(record)
-            with self.log.writer() as writer:
-                self._apply(writer.read_since(self._applied))
+            with self.log.writer(wait=False) as writer:
+                if writer.base_lsn > self._applied:
+                    self._apply(writer.read_since(self._applied))
                 self._check_conflicts(snapshot, list(reads), record.tables)
                 lsn = writer.last_lsn + 1
                 for file in files:
@@ -314,10 +320,16 @@ class Engine:
                     kill_point("bulk.after_side_file_before_append")
                 writer.append(payload)
         kill_point("engine.after_append_before_apply")
+        published: list[ChangeSet] = []
         try:
-            # nothing else came between: apply our record without reading it back
-            if self._applied == lsn - 1:
-                self._apply([LogRecord(lsn, payload)])
+            try:
+                # nothing else came between: apply our record as it is (without reading and decoding it)
+                # while the disk makes it durable, and tell listeners once it is
+                if self._applied == lsn - 1:
+                    published = self._apply_records([(lsn, record)], known, publish=False)
+            finally:
+                self.log.wait_durable(lsn)
+            self._publish(published)
             if self._applied < lsn:
                 self.catch_up(until=lsn)
         finally:
@@ -381,21 +393,36 @@ class Engine:
             self._apply(list(self.log.read_since(self._applied)))
 
     def _apply(self, records: Iterable[LogRecord]) -> None:
+        self._apply_records((log_record.lsn, log_record.payload) for log_record in records)
+
+    def _apply_records(
+        self,
+        records: Iterable[tuple[int, Record | bytes]],
+        known: Mapping[str, Document | None] | None = None,
+        *,
+        publish: bool = True,
+    ) -> list[ChangeSet]:
+        """Apply records in LSN order (skipping those applied already), each given as its log payload or,
+        for this process's own commit, as the record it encoded (with the documents it read, ``known``);
+        then publish their change sets (or, without ``publish``, return them for the caller to publish)."""
         published: list[ChangeSet] = []
         with self._apply_lock:
-            for log_record in records:
-                if log_record.lsn <= self._applied:
+            for lsn, item in records:
+                if lsn <= self._applied:
                     continue
-                record = decode_record(log_record.payload, lsn=log_record.lsn)
-                changes = self._apply_record(log_record.lsn, record)
-                self._applied = log_record.lsn
+                record = decode_record(item, lsn=lsn) if isinstance(item, bytes) else item
+                changes = self._apply_record(lsn, record, known)
+                self._applied = lsn
                 if changes is None:  # a deploy: conflicts are checked against self._deploys instead
-                    changes = ChangeSet(log_record.lsn, record.time, (), everything=True)
+                    changes = ChangeSet(lsn, record.time, (), everything=True)
                 else:
                     self._remember(changes)
                 published.append(changes)
-            self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
-        self._publish(published)
+            if published:
+                self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
+        if publish:
+            self._publish(published)
+        return published
 
     def _remember(self, changes: ChangeSet) -> None:
         """Keep ``changes`` for conflict checks; forget the oldest beyond the limits, never the newest."""
@@ -412,7 +439,9 @@ class Engine:
             for listener in listeners:
                 listener(changes)
 
-    def _apply_record(self, lsn: int, record: Record) -> ChangeSet | None:
+    def _apply_record(
+        self, lsn: int, record: Record, known: Mapping[str, Document | None] | None = None
+    ) -> ChangeSet | None:
         if isinstance(record, Deploy):
             self._apply_deploy(lsn, record)
             return None
@@ -425,7 +454,7 @@ class Engine:
             change
             for table, writes in by_table.items()
             if (state := self._table(table)).base_lsn < lsn
-            for change in state.apply_many(lsn, writes)
+            for change in state.apply_many(lsn, writes, known)
         ]
         bulk = self._apply_bulk(lsn, record.bulk, changes)
         applied = ChangeSet(lsn, record.time, tuple(changes), bulk=tuple(bulk))

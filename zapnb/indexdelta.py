@@ -236,10 +236,14 @@ class Delta:
         """
         with self.lock:
             self._check_order(lsn)
-            from_delta, from_base, from_runs = self._plan_removals(lsn, removed, base)
-            self._check_additions(lsn, set(removed), added, base)
-            self._remove(lsn, from_delta, from_base, from_runs)
-            self._add(lsn, added)
+            if removed:
+                from_delta, from_base, from_runs = self._plan_removals(lsn, removed, base)
+            if added:
+                self._check_additions(lsn, set(removed), added, base)
+            if removed:
+                self._remove(lsn, from_delta, from_base, from_runs)
+            if added:
+                self._add(lsn, added)
             self.newest = lsn
 
     def add_run(self, run: Run, base: SortedKeys) -> None:

@@ -6,18 +6,20 @@ Responsibilities:
 - a cross-process critical section, :meth:`CommitLog.writer`, to read what others committed, check, append;
 - tailing: :meth:`CommitLog.read_since`, :meth:`CommitLog.last_lsn`, :meth:`CommitLog.wait_for_append`;
 - recovery on open: a torn tail is dropped, damage raises :class:`~zapnb.errors.CorruptionError`;
-- segment rollover, and :meth:`CommitLog.truncate_before` once a checkpoint holds the older records.
+- :meth:`CommitLog.truncate_before` once a checkpoint holds the older records.
 
-The bytes on disk (records, segments, what counts as a torn tail) are described in :mod:`zapnb.logformat`.
+The bytes on disk are described in :mod:`zapnb.logformat`, what counts as a torn tail in
+:mod:`zapnb.logrecover`, and following, writing and rolling over the newest segment in :mod:`zapnb.logtail`.
 
 Protocol
 --------
 Appenders take a thread lock, then an ``flock`` on ``log/LOCK`` (so one writer at a time across threads and
-processes), read whatever other processes appended since they last looked (one ``fstat`` when nothing was),
-write their records with one ``pwrite`` at the end of the newest segment, and release the lock. Only then do
-they wait for durability: the first waiter of a process calls ``fdatasync`` and covers every record written so
-far, by any process, while later ones wait on a condition (group commit). Since all processes write the same
-files in LSN order, one fsync covers every earlier record.
+processes), read whatever other processes appended since they last looked (one ``pread`` of the record header
+at the known end when nothing was), write their records with one ``pwrite`` over the zeros that follow the
+records of the newest segment, and release the lock. Only then do they wait for durability: the first waiter
+of a process calls ``fdatasync`` and covers every record written so far, by any process, while later ones wait
+on a condition (group commit). Since all processes write the same files in LSN order, one fsync covers every
+earlier record.
 
 Durability
 ----------
@@ -51,7 +53,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -68,29 +70,21 @@ from zapnb.faults import kill_point
 from zapnb.logformat import (
     FORMAT_VERSION,
     MAX_PAYLOAD,
-    RECORD_HEADER_SIZE,
+    PREALLOCATE,
     SEGMENT_HEADER_SIZE,
     LogRecord,
-    RepairReport,
     Scan,
-    Segment,
-    Window,
     as_payload,
-    corruption_error,
-    create_segment,
-    encode_record,
-    end_mark,
-    header_problem,
     io_error,
     list_segments,
     make_dirs,
-    pwrite_all,
-    recover_segments,
     segment_name,
-    walk,
 )
 from zapnb.logread import LogReader, Position, Positions, truncated_error
+from zapnb.logrecover import RepairReport, recover_segments
 from zapnb.logsync import GroupCommit
+from zapnb.logtail import Tail
+from zapnb.logwriter import LogWriter
 
 __all__ = [
     "DEFAULT_SEGMENT_SIZE",
@@ -108,8 +102,16 @@ Durability = Literal["full", "process"]
 
 DEFAULT_SEGMENT_SIZE: Final = 64 * 1024 * 1024
 _HEAD: Final = SEGMENT_HEADER_SIZE
-_REC: Final = RECORD_HEADER_SIZE
 _POLL: Final = 0.01
+_forks = 0  # fork() calls that made this process: a log opened before the last one is the parent's
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,16 +129,6 @@ class LogStats:
     rollovers: int
 
 
-@dataclass(slots=True)
-class _Tail:
-    """How far this process has read the log: the newest segment and the end of its last record."""
-
-    seg: Segment
-    offset: int
-    lsn: int
-    sealed: bool
-
-
 class CommitLog:
     """The durable, multi-process commit log of one data directory.
 
@@ -150,21 +142,17 @@ class CommitLog:
         self.durability: Durability = durability
         self.segment_size = segment_size
         self.repair_report: RepairReport | None = None
-        self.dropped_tail_bytes = 0
-        self._pid = os.getpid()
+        self._pid, self._forks = os.getpid(), _forks
         self._closed = False
         self._write_lock = threading.Lock()
         self._owner: int | None = None
         self._mutex = threading.Lock()
         self._group = GroupCommit()
-        self._changed = threading.Condition(threading.Lock())
-        self._waiting = 0
         self._lock_fd = self._open_fd = -1
-        self._tail: _Tail | None = None
+        self._tail: Tail | None = None
         self._cursor = 0
         self._positions = Positions()
-        self._reader = LogReader(directory, lambda: self._exclusive(None), self._remember)
-        self._appends = self._rollovers = 0
+        self._reader = LogReader(directory, self._settled, self._remember)
 
     @classmethod
     def open(
@@ -245,22 +233,24 @@ class CommitLog:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 with self._mutex:
-                    self._advance(locked=True)
-                    lsn = self._write_locked([data])
+                    tail = self._require_tail()
+                    tail.advance(locked=True)
+                    lsn = tail.write([data])
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         self._after_write(lsn)
         return lsn
 
-    @contextmanager
-    def writer(self) -> Iterator[LogWriter]:
+    def writer(self, *, wait: bool = True) -> LogWriter:
         """The writers' critical section, shared by every thread and process: ``with log.writer() as w:``.
 
         Inside, nobody else can append: :meth:`LogWriter.new_records` shows what others appended, and
         :meth:`LogWriter.append` queues records with the next LSNs. On leaving the block the queued records
         are written, the lock is released, and then (outside the lock, so others proceed) they are made
-        durable.
-        If the block raises, nothing is written.
+        durable. If the block raises, nothing is written.
+
+        With ``wait=False`` leaving the block only starts making them durable (the disk writes while the
+        caller goes on), and the caller must call :meth:`wait_durable` before acknowledging them.
 
         Examples
         --------
@@ -272,20 +262,23 @@ class CommitLog:
         ...     (conflicts, lsn, log.durable_lsn())
         ([], 1, 1)
         """
-        self._check_writable()
-        with self._exclusive("writer"):
-            with self._mutex:
-                self._advance(locked=True)
-                w = LogWriter(self, self._cursor, self._require_tail().lsn)
-            try:
-                yield w
-            finally:
-                w._open = False
-            with self._mutex:
-                last = self._write_locked(w._pending) if w._pending else w.base_lsn
-                self._cursor = last
-        if w._pending:
-            self._after_write(last)
+        return LogWriter(self, wait)
+
+    def wait_durable(self, lsn: int) -> None:
+        """Return once record ``lsn`` is durable (in ``"full"`` mode), after ``log.writer(wait=False)``.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as data, CommitLog.open(data) as log:
+        ...     with log.writer(wait=False) as w:
+        ...         lsn = w.append(b"applied while it is fsynced")
+        ...     log.wait_durable(lsn)
+        ...     log.durable_lsn()
+        1
+        """
+        self._check_open()
+        self._after_write(lsn)
 
     def read_since(self, lsn: int) -> Iterator[LogRecord]:
         """The records with an LSN above ``lsn``, oldest first, across segments and processes.
@@ -308,15 +301,16 @@ class CommitLog:
     def last_lsn(self) -> int:
         """The LSN of the newest record in the log, including those of other processes (0 if empty).
 
-        Costs one ``fstat`` when nothing new was appended, so it can be polled.
+        Costs one ``pread`` when nothing new was appended, so it can be polled.
         """
         self._check_open()
         with self._mutex:
-            if self._advance(locked=self._owner == threading.get_ident()):
-                return self._require_tail().lsn
+            tail = self._require_tail()
+            if tail.advance(locked=self._owner == threading.get_ident()):
+                return tail.lsn
         with self._exclusive(None), self._mutex:
-            self._advance(locked=True)
-            return self._require_tail().lsn
+            tail.advance(locked=True)
+            return tail.lsn
 
     def first_lsn(self) -> int:
         """The lowest LSN that :meth:`read_since` can still return (``last_lsn() + 1`` for an empty log)."""
@@ -330,35 +324,34 @@ class CommitLog:
         return self._group.durable_lsn()
 
     def wait_for_append(self, after_lsn: int, timeout: float) -> int:
-        """Wait until the log holds a record above ``after_lsn`` (of any process), or ``timeout`` seconds.
+        """Wait until another process appends a record above ``after_lsn``, or ``timeout`` seconds pass.
 
-        Returns :meth:`last_lsn`. Appends of this process wake it at once, those of others within 10 ms.
+        Returns the newest LSN appended by others (another process, or another :class:`CommitLog` of the
+        same directory): on open, the newest in the log. This log's own appends do not end the wait (whoever
+        made them knows of them), so a caller that follows the log while also appending to it is woken only
+        for what it has to read. Looks every 10 ms, one ``pread`` each time.
 
         Examples
         --------
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as data, CommitLog.open(data) as log:
-        ...     log.wait_for_append(0, timeout=0.05)
-        0
+        ...     (log.append(b"own"), log.wait_for_append(0, timeout=0.05))
+        (1, 0)
         """
         deadline = time.monotonic() + timeout
         while True:
-            last = self.last_lsn()
+            self.last_lsn()
+            others = self._require_tail().others_lsn
             remaining = deadline - time.monotonic()
-            if last > after_lsn or remaining <= 0:
-                return last
-            with self._changed:
-                self._waiting += 1
-                try:
-                    self._changed.wait(min(_POLL, remaining))
-                finally:
-                    self._waiting -= 1
+            if others > after_lsn or remaining <= 0:
+                return others
+            time.sleep(min(_POLL, remaining))
 
     def sync(self) -> int:
         """Make every record written so far durable now, in either durability mode; return the newest LSN."""
         self._check_writable()
         lsn = self.last_lsn()
-        self._await_durable(lsn, force=True)
+        self._group.wait(lsn)
         return lsn
 
     def truncate_before(self, lsn: int) -> int:
@@ -369,10 +362,11 @@ class CommitLog:
         """
         self._check_writable()
         with self._exclusive("truncate_before"), self._mutex:
-            self._advance(locked=True)
-            if lsn > self._require_tail().lsn:
+            tail = self._require_tail()
+            tail.advance(locked=True)
+            if lsn > tail.lsn:
                 raise InvalidValueError(
-                    f"truncate_before({lsn}) is past the end of the log (LSN {self._require_tail().lsn}): a "
+                    f"truncate_before({lsn}) is past the end of the log (LSN {tail.lsn}): a "
                     "checkpoint cannot contain records the log never had; check which log it belongs to.",
                     value=lsn,
                 )
@@ -387,7 +381,13 @@ class CommitLog:
 
     def stats(self) -> LogStats:
         """Counters of this process's use of the log (appends, fsyncs, rollovers): tests, benchmarks."""
-        return LogStats(self._appends, self._group.fsyncs, self._rollovers)
+        tail = self._require_tail()
+        return LogStats(tail.appends, self._group.fsyncs, tail.rollovers)
+
+    @property
+    def dropped_tail_bytes(self) -> int:
+        """Bytes of torn writes (left by crashed writers) that this log cut, on open or since."""
+        return 0 if self._tail is None else self._tail.dropped_bytes
 
     def close(self) -> None:
         """Flush (an fsync in ``"process"`` mode too), release files and locks. Closing twice is harmless."""
@@ -416,8 +416,8 @@ class CommitLog:
     # --- locks and state checks -----------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        pid = os.getpid()
-        if pid != self._pid:
+        if self._forks != _forks:  # without a system call: this runs several times per commit
+            pid = os.getpid()
             raise UsedAfterForkError(
                 f"This commit log was opened by process {self._pid} and is used in process {pid}, a child "
                 "made with os.fork(); it shares the parent's file locks, so using it could corrupt the log. "
@@ -453,6 +453,56 @@ class CommitLog:
                 self._owner = None
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
+    @contextmanager
+    def _settled(self) -> Iterator[None]:
+        """Hold the writers' lock with the end of the log settled: a torn write cut, damage raised."""
+        with self._exclusive(None):
+            with self._mutex:
+                self._require_tail().advance(locked=True)
+            yield
+
+    def _enter_writer(self, w: LogWriter) -> None:
+        """Start a writer section: the lock (threads, then processes), then catch up with the log."""
+        self._check_writable()
+        me = threading.get_ident()
+        if self._owner == me:
+            self._refuse_nested("writer")
+        self._write_lock.acquire()
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._owner = me
+            try:
+                with self._mutex:
+                    tail = self._require_tail()
+                    tail.advance(locked=True)
+                    w.base_lsn, w._cursor = tail.lsn, self._cursor
+            except BaseException:
+                self._owner = None
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                raise
+        except BaseException:
+            self._write_lock.release()
+            raise
+
+    def _exit_writer(self, w: LogWriter, failed: bool) -> None:
+        """End a writer section: write its records (unless it ``failed``), unlock, make them durable."""
+        last = w.base_lsn
+        try:
+            if not failed:
+                with self._mutex:
+                    if w._pending:
+                        last = self._require_tail().write(w._pending)
+                    self._cursor = last
+        finally:
+            self._owner = None
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._write_lock.release()
+        if not failed and w._pending:
+            if w._wait:
+                self._after_write(last)
+            elif self.durability == "full":
+                self._group.flush(last)
+
     @staticmethod
     def _refuse_nested(operation: str) -> None:
         raise NestedWriteError(
@@ -461,7 +511,7 @@ class CommitLog:
             operation=operation,
         )
 
-    def _require_tail(self) -> _Tail:
+    def _require_tail(self) -> Tail:
         assert self._tail is not None, "the log is open, so its tail is known"
         return self._tail
 
@@ -475,149 +525,28 @@ class CommitLog:
 
     def _recover(self, repair: bool) -> None:
         """Check the whole log, cut a torn tail and set the tail; holds the writers' lock."""
-        found = recover_segments(self.directory, repair=repair, open_fd=self._open_fd)
+        preallocate = min(PREALLOCATE, self.segment_size)
+        found = recover_segments(
+            self.directory, repair=repair, open_fd=self._open_fd, preallocate=preallocate
+        )
         self.repair_report = found.report
         self._positions.reset(found.marks)
-        tail = _Tail(found.segment, found.scan.offset, found.scan.lsn, found.scan.stop == "sealed")
-        if found.scan.stop in ("torn", "zeros"):
-            self._cut_tail(tail)
-        self._set_tail(tail)
-
-    def _set_tail(self, tail: _Tail) -> None:
+        tail = Tail(
+            self.directory, self.segment_size, self._group, self._positions, found.segment, found.scan
+        )
+        self._tail = tail
+        if found.torn_end > tail.offset:
+            tail.cut(found.torn_end)
         os.fdatasync(tail.seg.fd)
-        self._tail, self._cursor = tail, tail.lsn
+        self._cursor = tail.lsn
         self._group.start(tail.lsn, tail.seg)
-
-    def _cut_tail(self, tail: _Tail) -> None:
-        """Cut a torn tail (a record a crashed writer left half-written); holds the writers' lock."""
-        size = os.fstat(tail.seg.fd).st_size
-        try:
-            os.ftruncate(tail.seg.fd, tail.offset)
-            os.fdatasync(tail.seg.fd)
-        except OSError as err:
-            raise io_error(err, tail.seg.path, "cut the torn tail of", "The log is unchanged.") from err
-        self.dropped_tail_bytes += size - tail.offset
-
-    # --- following the tail ---------------------------------------------------------------------------------
-
-    def _advance(self, locked: bool) -> bool:
-        """Move the tail over records appended since this process last looked; holds ``_mutex``.
-
-        Holding the writers' lock, a torn tail is cut and damage raises. Without it, a torn tail may be a
-        record being written, so the walk stops there; damage returns ``False`` (to retry holding the lock).
-        """
-        t = self._require_tail()
-        while True:
-            if t.sealed and not self._enter_next_segment(t):
-                return True
-            size = os.fstat(t.seg.fd).st_size
-            if size == t.offset:
-                return True
-            if size < t.offset:
-                raise corruption_error(
-                    t.seg.path,
-                    size,
-                    "the file is shorter than what this process already read from it (another "
-                    "process repaired or replaced the log); close and reopen the log",
-                )
-            marks: list[tuple[int, int]] = []
-            scan = walk(Window(t.seg.fd, size), t.offset, t.lsn, marks=marks)
-            self._positions.note(t.seg.start, marks)
-            t.offset, t.lsn, t.sealed = scan.offset, scan.lsn, scan.stop == "sealed"
-            self._group.written(t.lsn, t.seg)
-            if scan.stop == "sealed":
-                continue
-            if scan.stop == "end":
-                return True
-            if scan.stop == "corrupt":
-                if locked:
-                    raise corruption_error(t.seg.path, scan.offset, scan.reason)
-                return False
-            if locked:
-                self._cut_tail(t)
-            return True
-
-    def _enter_next_segment(self, t: _Tail) -> bool:
-        """Move a sealed tail into the next segment, if it exists (or the next left after truncation)."""
-        start = t.lsn + 1
-        path = self.directory / segment_name(start)
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            later = [s for s in list_segments(self.directory) if s > start]
-            if not later:
-                return False
-            start, path = later[0], self.directory / segment_name(later[0])
-            fd = os.open(path, os.O_RDWR)
-        problem = header_problem(fd, path, start)
-        if problem is not None:
-            os.close(fd)
-            raise corruption_error(path, 0, problem)
-        old, old_lsn = t.seg, t.lsn
-        t.seg, t.offset, t.lsn, t.sealed = Segment(start, path, fd), _HEAD, start - 1, False
-        self._group.moved(old, old_lsn, t.seg)
-        return True
 
     # --- writing --------------------------------------------------------------------------------------------
 
-    def _write_locked(self, payloads: list[bytes]) -> int:
-        """Write records after the tail in one write; return the last LSN. Holds the lock and ``_mutex``."""
-        t = self._require_tail()
-        first = t.lsn + 1
-        data = b"".join([encode_record(first + k, p) for k, p in enumerate(payloads)])
-        if t.sealed or (t.offset > _HEAD and t.offset + len(data) > self.segment_size):
-            self._roll_over(t)
-        seg, offset = t.seg, t.offset
-        try:
-            kill_point("log.during_write", lambda: os.pwrite(seg.fd, data[: len(data) // 2], offset))
-            pwrite_all(seg.fd, data, offset)
-        except OSError as err:
-            self._undo_write(seg, offset)
-            raise io_error(err, seg.path, "write to", "The records were not written.") from err
-        last = first + len(payloads) - 1
-        t.offset, t.lsn = offset + len(data), last
-        kill_point("log.after_write_before_fsync")
-        self._group.written(last, seg)
-        self._appends += len(payloads)
-        return last
-
-    def _undo_write(self, seg: Segment, offset: int) -> None:
-        with suppress(OSError):  # if this fails, the next writer finds the partial record and cuts it
-            os.ftruncate(seg.fd, offset)
-
-    def _roll_over(self, t: _Tail) -> None:
-        """Seal the full segment, fsync it, then create the next one (the order recovery relies on)."""
-        old, old_lsn = t.seg, t.lsn
-        if not t.sealed:
-            try:
-                pwrite_all(old.fd, end_mark(old_lsn + 1), t.offset)
-            except OSError as err:
-                self._undo_write(old, t.offset)
-                raise io_error(err, old.path, "write to", "The records were not written.") from err
-            t.offset, t.sealed = t.offset + _REC, True
-        kill_point("log.during_rollover")
-        self._group.fsync(old)
-        try:
-            new = create_segment(self.directory, old_lsn + 1)
-        except OSError as err:
-            raise io_error(
-                err, self.directory, "create a segment in", "The records were not written."
-            ) from err
-        kill_point("log.after_rollover")
-        self._group.moved(old, old_lsn, new)
-        t.seg, t.offset, t.sealed = new, _HEAD, False
-        self._rollovers += 1
-
     def _after_write(self, lsn: int) -> None:
-        if self._waiting:
-            with self._changed:
-                self._changed.notify_all()
-        self._await_durable(lsn)
-        kill_point("log.after_fsync")
-
-    def _await_durable(self, lsn: int, *, force: bool = False) -> None:
-        if self.durability == "full" or force:
+        if self.durability == "full":
             self._group.wait(lsn)
+        kill_point("log.after_fsync")
 
     def _remove_segment(self, start: int) -> None:
         path = self.directory / segment_name(start)
@@ -654,56 +583,3 @@ class CommitLog:
     def _remember(self, start: int, marks: list[tuple[int, int]], scan: Scan) -> None:
         with self._mutex:
             self._positions.note(start, marks, scan)
-
-
-class LogWriter:
-    """The writers' critical section of a :class:`CommitLog`, from :meth:`CommitLog.writer`.
-
-    While it is open no other thread or process appends, so :meth:`new_records` and :meth:`read_since` see
-    everything before the records that :meth:`append` queues. Queued records are written when the ``with``
-    block ends, all of them or (if it raises) none, and are durable once it has exited.
-
-    Attributes
-    ----------
-    base_lsn:
-        The log's newest LSN (of any process) when the section began.
-    """
-
-    __slots__ = ("_cursor", "_log", "_open", "_pending", "base_lsn")
-
-    def __init__(self, log: CommitLog, cursor: int, base_lsn: int) -> None:
-        self._log, self._cursor, self.base_lsn = log, cursor, base_lsn
-        self._pending: list[bytes] = []
-        self._open = True
-
-    @property
-    def last_lsn(self) -> int:
-        """The newest LSN including the records queued so far."""
-        return self.base_lsn + len(self._pending)
-
-    def new_records(self) -> list[LogRecord]:
-        """The records appended since this process's previous writer section ended (or the log opened).
-
-        Those are the records of other processes, plus any that this process appended with
-        :meth:`CommitLog.append` meanwhile.
-        """
-        return self.read_since(self._cursor)
-
-    def read_since(self, lsn: int) -> list[LogRecord]:
-        """The records above ``lsn`` that were in the log when the section began."""
-        self._require_open()
-        return list(self._log._read(lsn, locked=True))
-
-    def append(self, payload: bytes | bytearray | memoryview) -> int:
-        """Queue a record; return the LSN it gets (durable once the ``with`` block has exited)."""
-        self._require_open()
-        self._pending.append(as_payload(payload))
-        return self.last_lsn
-
-    def _require_open(self) -> None:
-        self._log._check_open()
-        if not self._open:
-            raise ClosedError(
-                "This log writer's block has ended: open a new one with `with log.writer() as w:`.",
-                resource="log writer",
-            )

@@ -5,9 +5,10 @@ Responsibilities:
   reading the records after an LSN starts near it instead of at its segment's start (:class:`Positions`);
 - read records across segments, following end marks and segments removed by truncation (:class:`LogReader`).
 
-A reader takes no lock: it stops quietly at a record still being written, and when it finds damage it looks
-again holding the writers' lock (a writer may have been cutting the torn record of a crashed process at that
-moment) before raising :class:`~zapnb.errors.CorruptionError`.
+A reader takes no lock: it stops quietly at a record still being written (or at zeros, where nothing is
+written yet), and when it finds a bad record it looks again holding the writers' lock, after the log has cut
+a torn write that a crashed process may have left there, before raising
+:class:`~zapnb.errors.CorruptionError`.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ class LogReader:
     directory:
         The ``log`` directory.
     exclusive:
-        Makes a context that holds the writers' lock (to look again at apparent damage).
+        Makes a context that holds the writers' lock, the log's end settled (a torn write cut), to look again
+        at a bad record.
     remember:
         Called with the marks and the stopping place of every walk (the log keeps them in its
         :class:`Positions`).
@@ -125,6 +127,7 @@ class LogReader:
         remember: Callable[[int, list[tuple[int, int]], Scan], None],
     ) -> None:
         self.directory, self._exclusive, self._remember = directory, exclusive, remember
+        self._paths: dict[int, Path] = {}
 
     def read(self, position: Position, after: int, *, locked: bool) -> Iterator[LogRecord]:
         """The records with an LSN above ``after``, from ``position`` to the end of the log.
@@ -138,7 +141,7 @@ class LogReader:
                 following = self._relocate(start, max(after, before))
             else:
                 try:
-                    seg = Segment(start, self.directory / segment_name(start), fd)
+                    seg = Segment(start, self._path(start), fd)
                     following = yield from self._read_segment(seg, offset, before, after, locked)
                 finally:
                     os.close(fd)
@@ -173,8 +176,9 @@ class LogReader:
     def _walk(
         seg: Segment, offset: int, before: int, after: int, out: list[LogRecord], marks: list[tuple[int, int]]
     ) -> Scan:
-        window = Window(seg.fd, os.fstat(seg.fd).st_size)
-        return walk(window, offset, before, stop_at=offset + READ_CHUNK, out=out, after=after, marks=marks)
+        return walk(
+            Window(seg.fd), offset, before, stop_at=offset + READ_CHUNK, out=out, after=after, marks=marks
+        )
 
     def _relocate(self, start: int, done: int) -> int | None:
         """The segment to read when the one starting at ``start`` is missing (``None``: not created yet)."""
@@ -186,9 +190,15 @@ class LogReader:
             raise truncated_error(done, starts[0])
         return None
 
+    def _path(self, start: int) -> Path:
+        path = self._paths.get(start)
+        if path is None:
+            path = self._paths[start] = self.directory / segment_name(start)
+        return path
+
     def _open(self, start: int) -> int:
         """A read-only descriptor of the segment starting at ``start``; -1 if there is no such file."""
-        path = self.directory / segment_name(start)
+        path = self._path(start)
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:

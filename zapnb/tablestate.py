@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -142,20 +142,34 @@ class TableState:
         """Apply one write of the commit at ``lsn``; return what it changed."""
         return self.apply_many(lsn, [write])[0]
 
-    def apply_many(self, lsn: int, writes: Sequence[Write]) -> list[Change]:
+    def apply_many(
+        self, lsn: int, writes: Sequence[Write], known: Mapping[str, Document | None] | None = None
+    ) -> list[Change]:
         """Apply a commit's writes to this table (each document at most once); return what each changed.
 
         Each index receives the commit's key changes in one call, so a large commit costs one bulk update per
-        index rather than one per document.
+        index rather than one per document. ``known`` may give documents as they are just before ``lsn``
+        (what the committing transaction read, unchanged since), so they need not be looked up again. A key
+        is computed once when the fields it is made of are the same before and after.
         """
-        olds = [self.get(write.id, lsn) for write in writes]
+        if known:
+            olds = [known[w.id] if w.id in known else self.get(w.id, lsn) for w in writes]
+        else:
+            olds = [self.get(write.id, lsn) for write in writes]
         touched: list[list[tuple[str, bytes]]] = [[] for _ in writes]
         for name, (spec, data) in self.indexes.items():
             removed: list[bytes] = []
             added: list[tuple[bytes, str]] = []
+            fields = _key_fields(spec)
             for write, old, keys in zip(writes, olds, touched, strict=True):
+                new = write.doc
                 old_key = None if old is None else spec.key_for(old)
-                new_key = None if write.doc is None else spec.key_for(write.doc)
+                if new is None:
+                    new_key = None
+                elif old is not None and _same_fields(old, new, fields):
+                    new_key = old_key
+                else:
+                    new_key = spec.key_for(new)
                 if old_key is not None:
                     keys.append((name, old_key))
                 if new_key is not None and new_key != old_key:
@@ -236,6 +250,31 @@ class TableState:
     def documents(self, snapshot: int) -> Iterator[Document]:
         """Every document of the table at ``snapshot``, in ``by_creation_time`` order."""
         return self.scan("by_creation_time", None, None, snapshot)
+
+
+_ABSENT: Final = object()
+_FIELDS_OF: dict[IndexSpec, tuple[str, ...]] = {}
+
+
+def _key_fields(spec: IndexSpec) -> tuple[str, ...]:
+    """The top-level fields whose values make up a document's key in the index ``spec``."""
+    fields = _FIELDS_OF.get(spec)
+    if fields is None:
+        names = [name.split(".")[0] for name in spec.fields] if spec.kind == "user" else []
+        if spec.kind != "by_id":
+            names.append("_creationTime")
+        fields = _FIELDS_OF[spec] = (*dict.fromkeys(names), "_id")
+    return fields
+
+
+def _same_fields(old: Document, new: Document, fields: tuple[str, ...]) -> bool:
+    """Whether the two documents hold the same values in ``fields`` (the same objects, or equal strings),
+    so that their keys are equal. ``False`` may be wrong, never ``True``."""
+    for name in fields:
+        a, b = old.get(name, _ABSENT), new.get(name, _ABSENT)
+        if a is not b and not (isinstance(a, str) and isinstance(b, str) and a == b):
+            return False
+    return True
 
 
 def _concat(base: pa.Table, rows: pa.Table) -> pa.Table:

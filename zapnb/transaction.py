@@ -42,7 +42,7 @@ from zapnb.ids import Id, new_ids
 from zapnb.keys import encode_key, encode_value, prefix_end
 from zapnb.layout import Layout
 from zapnb.schema_rules import check_table_name
-from zapnb.values import UNSET
+from zapnb.values import MISSING, UNSET
 
 if TYPE_CHECKING:
     import polars as pl
@@ -74,7 +74,9 @@ class Transaction:
         self._writes: dict[str, Write] = {}
         self._bulk = PendingBulk()
         self._reads: list[ReadRange] = []
+        self._seen: dict[str, Mapping[str, Any] | None] = {}  # read by ID from the snapshot, as stored
         self._new_tables: dict[str, int] = {}
+        self._tables_by_number: dict[int, str] | None = None
         self._done = False
         self.commit_lsn: int | None = None
 
@@ -129,6 +131,7 @@ class Transaction:
         else:
             state = self.snapshot.tables.get(table)
             doc = None if state is None else state.get(doc_id, self.snapshot.lsn)
+            self._seen[doc_id] = doc
         return None if doc is None else _as_result(table, doc)
 
     # --- writing --------------------------------------------------------------------------------------------
@@ -220,7 +223,7 @@ class Transaction:
 
     def _put(self, table: str, current: Document, user: Document) -> None:
         stored = {"_id": current["_id"], "_creationTime": current["_creationTime"], **user}
-        if encode_value(stored) == encode_value(current):
+        if _same_document(stored, current):
             return  # a no-change write records nothing (compared by the total order: 1 != 1.0, -0.0 != 0.0)
         self._bulk.drop(str(current["_id"]))
         self._writes[str(current["_id"])] = Write(table, str(current["_id"]), stored)
@@ -271,7 +274,11 @@ class Transaction:
             return None
         writes = list(self._writes.values())
         if not self._bulk:
-            self.commit_lsn = self._engine.commit(self.snapshot, writes, self._reads, self._new_tables)
+            seen = self._seen
+            known = {w.id: seen[w.id] for w in writes if w.id in seen}
+            self.commit_lsn = self._engine.commit(
+                self.snapshot, writes, self._reads, self._new_tables, known=known
+            )
             return self.commit_lsn
         with paused_gc():
             bulk = self._bulk.batches()
@@ -306,24 +313,41 @@ class Transaction:
 
     # --- tables and IDs -------------------------------------------------------------------------------------
 
-    def _numbers(self) -> dict[str, int]:
-        return {**self.snapshot.catalog.numbers, **self._new_tables}
+    def _numbers(self) -> Mapping[str, int]:
+        numbers = self.snapshot.catalog.numbers
+        return {**numbers, **self._new_tables} if self._new_tables else numbers
 
     def _table_number(self, table: str) -> int:
         numbers = self._numbers()
-        if table not in numbers:
-            numbers[table] = self._new_tables[table] = next_table_number(numbers)
-        return numbers[table]
+        number = numbers.get(table)
+        if number is None:
+            number = self._new_tables[table] = next_table_number(numbers)
+        return number
 
     def _table_of(self, doc_id: str) -> str | None:
         try:
             number = Id.decode(str(doc_id)).table_number
         except InvalidIdError:
             return None
-        for name, n in self._numbers().items():
-            if n == number:
-                return name
-        return None
+        if self._tables_by_number is None or len(self._tables_by_number) != len(self._numbers()):
+            self._tables_by_number = {n: name for name, n in self._numbers().items()}
+        return self._tables_by_number.get(number)
+
+
+def _same_document(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two documents are equal in the total order (the same fields, equal values; ``1 != 1.0``)."""
+    if len(a) != len(b):
+        return False
+    for name, value in a.items():
+        other = b.get(name, MISSING)
+        if value is other:
+            continue
+        if isinstance(value, str) and isinstance(other, str):
+            if value != other:
+                return False
+        elif other is MISSING or encode_value(value) != encode_value(other):
+            return False
+    return True
 
 
 def _as_result(table: str, doc: Mapping[str, Any]) -> Document:
