@@ -125,8 +125,10 @@ def test_keys_are_built_once_each_side_file_is_written_from_the_columns_they_rea
     second.table = "other"
     rows_before = [first.rows, second.rows]
     parts = bulk_parts([first, second])
-    pending = sidefiles.pending(tmp_path, [(p.table, p.rows) for p in parts])
-    with keys_meanwhile(parts, lambda table: SPECS) as built, pending as files:  # the engine's order
+    with (
+        keys_meanwhile(parts, lambda table: SPECS) as (built, written),
+        sidefiles.pending(tmp_path, [(p.table, p.rows) for p in parts], written) as files,
+    ):  # as the engine does
         built()
     for part, kept, file, before in zip(parts, [first, second], files, rows_before, strict=True):
         assert part.rows.equals(before)
@@ -144,8 +146,8 @@ def test_keys_are_built_once_each_side_file_is_written_from_the_columns_they_rea
 def test_keys_are_built_all_the_same_when_the_files_are_written_first(tmp_path: Path) -> None:
     parts = bulk_parts([batch(1500)])
     rows = parts[0].rows
-    pending = sidefiles.pending(tmp_path, [(p.table, p.rows) for p in parts])
-    with pending, keys_meanwhile(parts, lambda table: SPECS) as built:
+    pending = sidefiles.pending(tmp_path, [(p.table, p.rows) for p in parts])  # not told of the files
+    with pending, keys_meanwhile(parts, lambda table: SPECS) as (built, _):
         built()
     assert parts[0].rows is rows  # no file was handed over: the rows stay in memory
     for spec in SPECS:
@@ -155,19 +157,15 @@ def test_keys_are_built_all_the_same_when_the_files_are_written_first(tmp_path: 
         assert order.tolist() == want_order.tolist()
 
 
-def test_a_registration_ends_with_its_block(tmp_path: Path) -> None:
-    rows = batch(10).rows
-    seen: list[pa.Table | None] = []
-    with sidefiles.when_written(rows, seen.append):
-        pass
-    with sidefiles.pending(tmp_path, [("messages", rows)]):
-        pass
-    assert seen == []
-    with sidefiles.when_written(rows, seen.append), sidefiles.pending(tmp_path, [("messages", rows)]):
-        pass
-    assert len(seen) == 1
-    assert seen[0] is not None
-    assert seen[0].equals(rows)
+def test_pending_tells_of_each_file_with_its_rows_mapped(tmp_path: Path) -> None:
+    first, second = batch(10).rows, batch(20).rows
+    seen: list[tuple[int, pa.Table | None]] = []
+    with sidefiles.pending(tmp_path, [("messages", first), ("messages", second)], lambda *a: seen.append(a)):
+        assert [part for part, _ in seen] == [0, 1]
+    for (_, mapped), rows in zip(seen, [first, second], strict=True):
+        assert mapped is not None
+        assert mapped.equals(rows)
+        assert mapped is not rows
 
 
 def test_the_batch_holds_exactly_the_checked_values_at_their_size() -> None:

@@ -65,7 +65,7 @@ from zapnb.faults import kill_point
 from zapnb.ids import FIRST_USER_TABLE_NUMBER
 from zapnb.index import IndexData, IndexSpec
 from zapnb.layout import Layout
-from zapnb.log import DEFAULT_SEGMENT_SIZE, CommitLog, LogRecord
+from zapnb.log import DEFAULT_SEGMENT_SIZE, CommitLog, LogRecord, forks
 from zapnb.progress import progress
 from zapnb.schema import Schema
 from zapnb.tablestate import TableState
@@ -119,7 +119,7 @@ class Engine:
     def __init__(self, path: Path, log: CommitLog) -> None:
         self.path = path
         self.log = log
-        self._pid = os.getpid()
+        self._pid, self._forks = os.getpid(), forks()
         self._apply_lock = threading.RLock()
         self._applied = 0
         self._tables: dict[str, TableState] = {}
@@ -199,7 +199,7 @@ class Engine:
 
     def check_usable(self) -> None:
         """Raise if this engine was closed or is being used in a forked child."""
-        if os.getpid() != self._pid:
+        if self._forks != forks():  # no system call: this runs several times per read and per commit
             raise UsedAfterForkError(
                 f"This zapnb database was opened by process {self._pid} and cannot be used in process "
                 f"{os.getpid()}, a child made with fork(). Call zapnb.connect() again in the child (or use "
@@ -294,12 +294,11 @@ class Engine:
     ) -> int:
         self.check_usable()
         parts = bulk_parts(bulk)
-        pending: AbstractContextManager[list[sidefiles.PendingFile]] = nullcontext([])
-        keys: AbstractContextManager[Callable[[], None]] = nullcontext(lambda: None)
-        if parts:  # the index keys are built while the side files are written
-            pending = sidefiles.pending(self.path, [(p.table, p.rows) for p in parts])
+        keys: AbstractContextManager[tuple[Callable[[], None], sidefiles.Written | None]]
+        keys = nullcontext((lambda: None, None))
+        if parts:  # each part's index keys are built once its side file is written, from the file
             keys = keys_meanwhile(parts, partial(_index_specs, snapshot))
-        with keys as keys_built, pending as files:
+        with keys as (keys_built, written), self._side_files(parts, written) as files:
             keys_built()
             record = Commit(
                 time=time.time() * 1000.0,
@@ -316,7 +315,9 @@ class Engine:
                 for file in files:
                     file.publish(lsn)
                 if parts:
-                    self._own_bulk[lsn] = parts  # applied from memory, by whichever thread gets to it
+                    self._own_bulk[lsn] = (
+                        parts  # applied as built (rows mapped from their files), by whichever thread
+                    )
                     kill_point("bulk.after_side_file_before_append")
                 writer.append(payload)
         kill_point("engine.after_append_before_apply")
@@ -335,6 +336,13 @@ class Engine:
         finally:
             self._own_bulk.pop(lsn, None)
         return lsn
+
+    def _side_files(
+        self, parts: Sequence[BulkPart], written: sidefiles.Written | None
+    ) -> AbstractContextManager[list[sidefiles.PendingFile]]:
+        if not parts:
+            return nullcontext([])
+        return sidefiles.pending(self.path, [(part.table, part.rows) for part in parts], written)
 
     def deploy_record(
         self, schema: Schema | None, numbers: Mapping[str, int], check: Callable[[], None]

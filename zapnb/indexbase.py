@@ -196,6 +196,13 @@ class FixedKeys(SortedKeys):
             found += tie
         return found
 
+    def find(self, key: bytes) -> int:
+        i = self.bisect(key)
+        # the stored item reads back without its trailing zero bytes; its length tells the rest
+        if i < self._n and int(self._lengths[i]) == len(key) and self._keys[i] == key.rstrip(b"\x00"):
+            return i
+        return -1
+
     def window(self, start: int, stop: int) -> FixedKeys:
         return FixedKeys(self._keys[start:stop], self._lengths[start:stop])
 

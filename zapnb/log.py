@@ -96,6 +96,7 @@ __all__ = [
     "LogStats",
     "LogWriter",
     "RepairReport",
+    "forks",
 ]
 
 Durability = Literal["full", "process"]
@@ -112,6 +113,12 @@ def _forked() -> None:
 
 
 os.register_at_fork(after_in_child=_forked)
+
+
+def forks() -> int:
+    """How many ``fork()`` calls made this process (0 in a process that was not forked): an object that saved
+    the count when it was made is the parent's when it differs, found without a system call."""
+    return _forks
 
 
 @dataclass(frozen=True, slots=True)

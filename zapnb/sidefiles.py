@@ -7,8 +7,8 @@ Responsibilities:
   (:class:`~zapnb.changes.BulkFile`);
 - give each its final name, from the commit's LSN, inside the log's writer section, just before the record
   is appended (:meth:`PendingFile.publish`);
-- hand the rows just written back, memory-mapped from their file, to whoever asked for them
-  (:func:`when_written`), so that the committing process need not keep a second copy of them in memory;
+- hand the rows just written back, memory-mapped from their file, to whoever asked for them (``written``
+  of :func:`pending`), so that the committing process need not keep a second copy of them in memory;
 - read the rows back for recovery and for other processes (:func:`read_rows`, :func:`logged_rows`), checking
   every byte;
 - remove side files that no record in the log names (:func:`remove_unreferenced`), at open and after a
@@ -48,7 +48,6 @@ import contextlib
 import fcntl
 import os
 import secrets
-import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -68,12 +67,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DIRECTORY",
     "PendingFile",
+    "Written",
     "logged_rows",
     "pending",
     "read_rows",
     "remove_unreferenced",
     "side_file_path",
-    "when_written",
 ]
 
 DIRECTORY: Final = "bulk"
@@ -119,50 +118,28 @@ class PendingFile:
             self.path.unlink(missing_ok=True)
 
 
-_Then = Callable[["pa.Table | None"], None]
-"""What to call with rows mapped from their side file once written (``None`` if they could not be mapped)."""
-
-_then: dict[int, _Then] = {}  # by the id of the rows being committed
-_then_lock: Final = threading.Lock()
+Written = Callable[[int, "pa.Table | None"], None]
+"""Told, for each part as soon as its side file is written, the part's number and its rows memory-mapped from
+the file (``None`` if they could not be mapped: the rows in memory then serve)."""
 
 
-@contextlib.contextmanager
-def when_written(rows: pa.Table, then: _Then) -> Iterator[None]:
-    """While the block runs, once :func:`pending` has written ``rows`` (this very table object) to its side
-    file, call ``then`` with the same rows memory-mapped from that file (on the thread writing it; with
-    ``None`` if the file could not be mapped, and then the rows stay as they were).
-
-    The bulk commit uses it to let go of a batch's rows in memory as soon as they are on disk: from then on
-    its rows take memory only where they are read (pages of the file, which the system can drop).
-    """
-    # The caller holds rows until they are written or the block ends, so no other object takes its id
-    # meanwhile; holding it here too would keep it in memory after it is written.
-    key = id(rows)
-    del rows
-    with _then_lock:
-        _then[key] = then
+def _mapped(path: Path) -> pa.Table | None:
     try:
-        yield
-    finally:
-        with _then_lock:
-            _then.pop(key, None)
-
-
-def _written(rows: pa.Table, path: Path) -> None:
-    with _then_lock:
-        then = _then.pop(id(rows), None)
-    if then is None:
-        return
-    try:
-        mapped = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        rows: pa.Table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
     except (OSError, pa.ArrowException):  # the rows stay in memory: nothing is lost but the saving
-        mapped = None
-    then(mapped)
+        return None
+    return rows
 
 
 @contextlib.contextmanager
-def pending(root: Path, parts: Sequence[tuple[str, pa.Table]]) -> Iterator[list[PendingFile]]:
+def pending(
+    root: Path, parts: Sequence[tuple[str, pa.Table]], written: Written | None = None
+) -> Iterator[list[PendingFile]]:
     """Write each ``(table, rows)`` as a side file, durably; yield them for the commit to publish.
+
+    ``written`` hears of each part as soon as its file is written, with its rows mapped from the file: the
+    bulk commit uses it to let go of a batch's rows in memory (from then on they take memory only where they
+    are read: pages of the file, which the system can drop) and to start building its index keys.
 
     While the block runs, the files count as being written (``bulk/LOCK`` is held shared). If it raises,
     the files not yet published are removed.
@@ -178,7 +155,7 @@ def pending(root: Path, parts: Sequence[tuple[str, pa.Table]]) -> Iterator[list[
     files: list[PendingFile] = []
     try:
         fcntl.flock(lock, fcntl.LOCK_SH)
-        _write_all(root, directory, parts, files)
+        _write_all(root, directory, parts, files, written)
         del parts  # the rows are on disk: holding them no longer is up to the caller alone
         kill_point("sidefiles.after_write_before_commit")
         yield files
@@ -191,13 +168,18 @@ def pending(root: Path, parts: Sequence[tuple[str, pa.Table]]) -> Iterator[list[
 
 
 def _write_all(
-    root: Path, directory: Path, parts: Sequence[tuple[str, pa.Table]], files: list[PendingFile]
+    root: Path,
+    directory: Path,
+    parts: Sequence[tuple[str, pa.Table]],
+    files: list[PendingFile],
+    written: Written | None,
 ) -> None:
     """Write each part's side file, adding it to ``files`` as soon as it is written (to be discarded if a
-    later one fails)."""
+    later one fails), and tell ``written``."""
     for part, (table, rows) in enumerate(parts):
         files.append(_write(root, directory / f".{secrets.token_hex(8)}{_TEMPORARY}", table, part, rows))
-        _written(rows, files[-1].path)
+        if written is not None:
+            written(part, _mapped(files[-1].path))
 
 
 def _write(root: Path, path: Path, table: str, part: int, rows: pa.Table) -> PendingFile:
