@@ -22,7 +22,7 @@ from zapnb.ids import Id
 from zapnb.queries import Query
 from zapnb.reactive import Reactor, Subscription
 from zapnb.schema import Schema
-from zapnb.transaction import Rows, Transaction
+from zapnb.transaction import Rows, Transaction, read_by_id
 
 if TYPE_CHECKING:
     import polars as pl
@@ -167,7 +167,7 @@ class Database:
 
     def get(self, doc_id: str) -> dict[str, Any] | None:
         """The document with this ID, or ``None``."""
-        return Transaction(self._engine).get(doc_id)
+        return read_by_id(self._engine.snapshot(), doc_id)
 
     def normalize_id(self, table: str, text: str) -> Id | None:
         """``text`` as an ID of ``table``, or ``None`` if it is not one."""

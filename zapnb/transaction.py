@@ -38,7 +38,7 @@ from zapnb.errors import (
     NonexistentDocumentError,
     SchemaValidationError,
 )
-from zapnb.ids import Id, new_ids
+from zapnb.ids import Id, labeller, new_ids
 from zapnb.keys import encode_key, encode_value, prefix_end
 from zapnb.layout import Layout
 from zapnb.schema_rules import check_table_name
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from zapnb.queries import Query
     from zapnb.schema import TableDefinition
 
-__all__ = ["BULK_ROWS", "Rows", "Transaction"]
+__all__ = ["BULK_ROWS", "Rows", "Transaction", "read_by_id"]
 
 BULK_ROWS = 1000
 """An ``insert_many`` of at least this many rows is committed as a columnar batch (see :mod:`zapnb.bulk`)."""
@@ -352,8 +352,36 @@ def _same_document(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 def _as_result(table: str, doc: Mapping[str, Any]) -> Document:
     result = dict(doc)
-    result["_id"] = Id(str(doc["_id"]), table=table)
+    result["_id"] = labeller(table)(str.__str__(doc["_id"]))  # a stored ID: valid, not checked again
     return result
+
+
+def read_by_id(snapshot: Snapshot, doc_id: str) -> Document | None:
+    """The document with this ID at ``snapshot``, or ``None`` (also for a string that is not an ID of any
+    table), recording no read: ``db.get`` outside a transaction, which has nothing to conflict with."""
+    table = _table_numbered(snapshot.catalog.numbers, doc_id)
+    state = None if table is None else snapshot.tables.get(table)
+    if state is None or table is None:
+        return None
+    doc = state.get(str(doc_id), snapshot.lsn)
+    return None if doc is None else _as_result(table, doc)
+
+
+_BY_NUMBER: dict[int, tuple[Mapping[str, int], dict[int, str]]] = {}
+
+
+def _table_numbered(numbers: Mapping[str, int], doc_id: str) -> str | None:
+    """The table whose number ``doc_id`` carries, among ``numbers`` (a catalog's: its reverse is kept)."""
+    try:
+        number = Id.decode(str(doc_id)).table_number
+    except InvalidIdError:
+        return None
+    known = _BY_NUMBER.get(id(numbers))
+    if known is None or known[0] is not numbers:
+        if len(_BY_NUMBER) > 64:
+            _BY_NUMBER.clear()
+        known = _BY_NUMBER[id(numbers)] = (numbers, {n: name for name, n in numbers.items()})
+    return known[1].get(number)
 
 
 def _system_field_error(table: str, name: str) -> SchemaValidationError:
