@@ -233,6 +233,7 @@ def test_a_log_of_format_version_1_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(FormatVersionError, match="format version 1, and this zapnb reads version 2") as info:
         CommitLog.open(tmp_path)
     assert (info.value.found, info.value.supported) == (1, 2)
+    assert "release that wrote it; data you can make again" in str(info.value)
 
 
 # --- check_tail on its own ----------------------------------------------------------------------------------

@@ -304,9 +304,15 @@ def header_problem(fd: int, path: Path, start: int) -> str | None:
         return "the segment header is missing or is not a zapnb log header"
     _, version, first, crc = _SEG_HEAD.unpack(raw)
     if version != FORMAT_VERSION:
+        advice = (
+            "Open the data directory with the zapnb release that wrote it, or with a newer one."
+            if version > FORMAT_VERSION
+            else "Open it with the zapnb release that wrote it; data you can make again (such as the "
+            "tutorial's notebooks/zapnb-data) can instead be deleted and made anew."
+        )
         raise FormatVersionError(
             f"{path} is in commit log format version {version}, and this zapnb reads version "
-            f"{FORMAT_VERSION}. Open the data directory with the zapnb release that wrote it (or newer).",
+            f"{FORMAT_VERSION}. {advice}",
             file=str(path),
             found=version,
             supported=FORMAT_VERSION,
