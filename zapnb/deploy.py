@@ -3,7 +3,7 @@
 Responsibilities: everything ``db.deploy(schema)`` does before and after the engine appends the deploy record.
 The check of existing documents runs inside the log's writer section, so no commit can slip in between the
 check and the switch; if a document fails, nothing is appended and the old schema stays active. New
-indexes are built by every process when it applies the deploy record (:func:`zapnb.engine.build_index`).
+indexes are built by every process when it applies the deploy record (:func:`zapnb.indexbuild.build_index`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ modules. See ``docs/design-storage.md``.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import threading
 import time
@@ -51,29 +50,26 @@ from zapnb.changes import (
     decode_record,
     encode_record,
 )
-from zapnb.durable import atomic_write_bytes
+from zapnb.datadir import FORMAT_VERSION, check_format
 from zapnb.errors import (
     ClosedError,
     ConflictError,
     CorruptionError,
-    FormatVersionError,
     LogTruncatedError,
     UsedAfterForkError,
     ZapWarning,
 )
 from zapnb.faults import kill_point
 from zapnb.ids import FIRST_USER_TABLE_NUMBER
-from zapnb.index import IndexData, IndexSpec
+from zapnb.index import IndexSpec
+from zapnb.indexbuild import build_index, system_indexes, user_index_specs
 from zapnb.layout import Layout
 from zapnb.log import DEFAULT_SEGMENT_SIZE, CommitLog, LogRecord, forks
-from zapnb.progress import progress
 from zapnb.schema import Schema
 from zapnb.tablestate import TableState
 
 __all__ = ["FORMAT_VERSION", "Catalog", "Engine", "Snapshot"]
 
-FORMAT_VERSION = 1
-MARKER = "zapnb.json"
 RECENT_COMMITS = 50_000  # change sets kept for conflict checks; an older snapshot conflicts conservatively
 RECENT_DOCUMENTS = 250_000  # ...and at most this many documents written in them (bulk inserts hold keys)
 WATCH_INTERVAL = 0.02
@@ -105,12 +101,6 @@ class Snapshot:
     lsn: int
     tables: Mapping[str, TableState]
     catalog: Catalog
-
-
-def system_indexes() -> dict[str, tuple[IndexSpec, IndexData]]:
-    """Fresh, empty ``by_id`` and ``by_creation_time`` indexes."""
-    specs = (IndexSpec.by_id(), IndexSpec.by_creation_time())
-    return {spec.name: (spec, IndexData.build([], [], lsn=0)) for spec in specs}
 
 
 class Engine:
@@ -153,7 +143,7 @@ class Engine:
         """
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
-        _check_format(root)
+        check_format(root)
         size = DEFAULT_SEGMENT_SIZE if segment_size is None else segment_size
         engine = cls(root, CommitLog.open(root, durability=durability, segment_size=size))
         try:
@@ -712,24 +702,6 @@ def _index_specs(snapshot: Snapshot, table: str) -> list[IndexSpec]:
     return [spec for spec, _ in (system_indexes() if state is None else state.indexes).values()]
 
 
-def user_index_specs(definition: Any) -> list[IndexSpec]:
-    """The database indexes a table definition declares (search and vector indexes are separate)."""
-    return [IndexSpec(name=i.name, fields=tuple(i.fields), kind="user") for i in definition.indexes]
-
-
-def build_index(state: TableState, spec: IndexSpec, lsn: int, *, show_progress: bool = False) -> IndexData:
-    """Build ``spec`` over the documents ``state`` holds at ``lsn`` (a progress bar for long builds)."""
-    data = IndexData.build([], [], lsn=0)
-    added = []
-    with progress(state.count(lsn), f"building {state.name}.{spec.name}", enabled=show_progress) as bar:
-        for doc in state.documents(lsn):
-            added.append((spec.key_for(doc), str(doc["_id"])))
-            bar.update(1)
-    if added:
-        data.apply(lsn, [], added)
-    return data
-
-
 def _conflict(table: str | None, why: str) -> ConflictError:
     return ConflictError(
         f"This transaction conflicted with another commit: {why} after it started, and it had read what "
@@ -737,33 +709,3 @@ def _conflict(table: str | None, why: str) -> ConflictError:
         attempts=1,
         table=table,
     )
-
-
-def _check_format(root: Path) -> None:
-    marker = root / MARKER
-    if not marker.exists():
-        if any(root.iterdir()):
-            existing = ", ".join(sorted(p.name for p in root.iterdir())[:5])
-            if not (root / "log").exists():
-                raise FormatVersionError(
-                    f"{root} is not empty ({existing}) and is not a zapnb data directory. Choose an empty "
-                    "or new directory.",
-                    file=str(marker),
-                    found=0,
-                    supported=FORMAT_VERSION,
-                )
-        _write_marker(marker)
-        return
-    found = int(json.loads(marker.read_text()).get("format", 0))
-    if found != FORMAT_VERSION:
-        raise FormatVersionError(
-            f"{root} holds a zapnb database in format {found}; this zapnb reads format {FORMAT_VERSION}. "
-            "Open it with the zapnb version that wrote it, export it, and import it here.",
-            file=str(marker),
-            found=found,
-            supported=FORMAT_VERSION,
-        )
-
-
-def _write_marker(marker: Path) -> None:
-    atomic_write_bytes(marker, json.dumps({"format": FORMAT_VERSION, "created": time.time()}).encode())
