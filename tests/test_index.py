@@ -30,6 +30,7 @@ from hypothesis.stateful import (
 )
 
 import zapnb.index
+import zapnb.indexwalk
 from zapnb.errors import (
     CorruptionError,
     FormatVersionError,
@@ -331,8 +332,8 @@ def test_index_agrees_with_a_model(
     machine: type[IndexModel], chunks: tuple[int, int], examples: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small scan chunks put chunk boundaries among hidden base keys and added keys.
-    monkeypatch.setattr(zapnb.index, "_FIRST_CHUNK", chunks[0])
-    monkeypatch.setattr(zapnb.index, "_LAST_CHUNK", chunks[1])
+    monkeypatch.setattr(zapnb.indexwalk, "FIRST_CHUNK", chunks[0])
+    monkeypatch.setattr(zapnb.indexwalk, "LAST_CHUNK", chunks[1])
     run_state_machine_as_test(
         machine, settings=settings(max_examples=examples, stateful_step_count=40, deadline=None)
     )

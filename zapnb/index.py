@@ -51,11 +51,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from itertools import repeat
-from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -66,6 +63,7 @@ from zapnb.indexdelta import NEVER, Delta, Record, Run, inconsistency
 from zapnb.indexfile import load_index, save_index
 from zapnb.indexmerge import Layer, carried_tombstones, fold, renumbered
 from zapnb.indexrows import Part, RangeRows, ordered_rows
+from zapnb.indexwalk import Entry, backward, entry_key, forward
 from zapnb.keys import encode_key, encode_value
 from zapnb.values import MISSING, lookup_path
 
@@ -80,9 +78,6 @@ Int64s = npt.NDArray[np.int64]
 
 MAX_FIELDS: Final = 15
 """The most fields a user index may have."""
-
-_FIRST_CHUNK: Final = 64  # base keys read per step when a scan starts; doubled each step up to _LAST_CHUNK
-_LAST_CHUNK: Final = 4096
 
 
 # --- specs and keys -----------------------------------------------------------------------------------------
@@ -219,19 +214,6 @@ class IndexSpec:
 # --- entries and merges -------------------------------------------------------------------------------------
 
 
-class Entry(NamedTuple):
-    """One key of an index range: a base entry has the document's row in the table base and no ``doc_id``;
-    an entry added since the base has ``position == -1`` and its document's ``doc_id``."""
-
-    key: bytes
-    position: int
-    doc_id: str | None
-
-
-_base_entry: Final = partial(tuple.__new__, Entry)
-_entry_key: Final = itemgetter(0)
-
-
 class PositionsFor(Protocol):
     """Where the documents of a merged index live in the *new* table base (see :meth:`IndexData.merged`).
 
@@ -270,72 +252,6 @@ def positions_from(old_to_new: npt.ArrayLike, new_rows: Mapping[str, int]) -> Po
         return rows
 
     return positions
-
-
-# --- scanning -----------------------------------------------------------------------------------------------
-
-
-def _forward(
-    base: SortedKeys, rows: Int64s, i: int, j: int, hidden: list[int], keys: list[bytes], ids: list[str]
-) -> Iterator[Entry]:
-    t, d = 0, 0
-    next_hidden = hidden[0] if hidden else j
-    next_key = keys[0] if keys else None
-    step = _FIRST_CHUNK
-    while i < j:
-        stop = min(j, i + step)
-        step = min(2 * step, _LAST_CHUNK)
-        chunk = base.keys(i, stop)
-        positions: list[int] = rows[i:stop].tolist()
-        if next_hidden >= stop and (next_key is None or next_key > chunk[-1]):
-            yield from map(_base_entry, zip(chunk, positions, repeat(None)))
-            i = stop
-            continue
-        for at, key in enumerate(chunk, start=i):
-            if at == next_hidden:
-                t += 1
-                next_hidden = hidden[t] if t < len(hidden) else j
-                continue
-            while next_key is not None and next_key < key:
-                yield Entry(next_key, -1, ids[d])
-                d += 1
-                next_key = keys[d] if d < len(keys) else None
-            yield Entry(key, positions[at - i], None)
-        i = stop
-    for k in range(d, len(keys)):
-        yield Entry(keys[k], -1, ids[k])
-
-
-def _backward(
-    base: SortedKeys, rows: Int64s, i: int, j: int, hidden: list[int], keys: list[bytes], ids: list[str]
-) -> Iterator[Entry]:
-    t, d = len(hidden) - 1, len(keys) - 1
-    next_hidden = hidden[t] if hidden else -1
-    next_key = keys[d] if keys else None
-    step = _FIRST_CHUNK
-    while j > i:
-        start = max(i, j - step)
-        step = min(2 * step, _LAST_CHUNK)
-        chunk = base.keys(start, j)
-        positions: list[int] = rows[start:j].tolist()
-        if next_hidden < start and (next_key is None or next_key < chunk[0]):
-            yield from map(_base_entry, zip(reversed(chunk), reversed(positions), repeat(None)))
-            j = start
-            continue
-        for at in range(j - 1, start - 1, -1):
-            key = chunk[at - start]
-            if at == next_hidden:
-                t -= 1
-                next_hidden = hidden[t] if t >= 0 else -1
-                continue
-            while next_key is not None and next_key > key:
-                yield Entry(next_key, -1, ids[d])
-                d -= 1
-                next_key = keys[d] if d >= 0 else None
-            yield Entry(key, positions[at - start], None)
-        j = start
-    for k in range(d, -1, -1):
-        yield Entry(keys[k], -1, ids[k])
 
 
 # --- the index ----------------------------------------------------------------------------------------------
@@ -534,14 +450,14 @@ class IndexData:
         if lo is not None and hi is not None and hi <= lo:
             return iter(())
         hidden, keys, ids = self._delta.view(i, j, lo, hi, snapshot)
-        walk = _backward if reverse else _forward
+        walk = backward if reverse else forward
         entries = walk(self._keys, self._rows, i, j, hidden, keys, ids)
         runs = [
             walk(run.keys, run.rows, ri, rj, run_hidden, [], [])
             for run, ri, rj, run_hidden in self._delta.runs(lo, hi, snapshot)
             if ri < rj
         ]
-        return heapq.merge(entries, *runs, key=_entry_key, reverse=reverse) if runs else entries
+        return heapq.merge(entries, *runs, key=entry_key, reverse=reverse) if runs else entries
 
     def range_rows(self, lo: bytes | None, hi: bytes | None, *, snapshot: int) -> RangeRows:
         """The entries :meth:`scan` would yield, as arrays (:mod:`zapnb.indexrows`): vectorised, for long
