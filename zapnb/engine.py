@@ -166,9 +166,7 @@ class Engine:
             if os.getpid() == self._pid and self._writes_since_checkpoint:
                 self.checkpoint()
         finally:
-            self._closed.set()
-            if self._watcher is not None and self._watcher is not threading.current_thread():
-                self._watcher.join(timeout=5)
+            self._stop_watching(timeout=5)
             self.log.close()
 
     def halt(self) -> None:
@@ -176,11 +174,15 @@ class Engine:
         :mod:`zapnb.shutdown`); a checkpoint being written is finished first. Idempotent."""
         if self._closed.is_set() or os.getpid() != self._pid:
             return
-        self._closed.set()
-        if self._watcher is not None and self._watcher is not threading.current_thread():
-            self._watcher.join()
+        self._stop_watching(timeout=None)
         with self._checkpoint_mutex:  # one called from another thread
             self.log.close()
+
+    def _stop_watching(self, timeout: float | None) -> None:
+        """Mark the engine closed and wait for the watcher thread (and a checkpoint it is writing) to end."""
+        self._closed.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout)
 
     @property
     def closed(self) -> bool:

@@ -424,22 +424,13 @@ def build_frame(shape: FrameShape, state: TableState | None, items: Sequence[Ite
     if fast is None:
         docs = [doc if doc is not None else _read(state, position) for position, doc in items]
         return _documents_frame(shape, docs) if shape.typed else inferred_frame(docs)
-    positions = [position for position, _ in items if position >= 0]
-    if len(positions) == len(items):
+    positions = [position for position, _ in items]
+    if all(position >= 0 for position in positions):
         return fast.gather(positions)
-    import polars as pl
+    import numpy as np
 
     docs = [doc for position, doc in items if position < 0 and doc is not None]
-    combined = pl.concat([fast.gather(positions), _documents_frame(shape, docs)], how="vertical")
-    order, b, d = [], 0, len(positions)
-    for position, _ in items:
-        if position >= 0:
-            order.append(b)
-            b += 1
-        else:
-            order.append(d)
-            d += 1
-    return combined[order]
+    return _interleaved(shape, fast, np.array(positions, np.int64), docs)
 
 
 def _read(state: TableState | None, position: int) -> Document:
@@ -542,14 +533,20 @@ def _assembled(
     shape: FrameShape, fast: _BaseFrame, ranged: RowArrays, picked: npt.NDArray[np.intp]
 ) -> pl.DataFrame:
     """The frame of the range's rows ``picked`` (ascending), in order: base rows gathered, documents built."""
+    rows = ranged.rows[picked]
+    return _interleaved(shape, fast, rows, [ranged.docs[k] for k in picked[rows < 0].tolist()])
+
+
+def _interleaved(
+    shape: FrameShape, fast: _BaseFrame, rows: npt.NDArray[np.int64], docs: Sequence[Document]
+) -> pl.DataFrame:
+    """Rows in order: ``rows[k] >= 0`` gathered from the base, each ``-1`` the next of ``docs`` (built)."""
     import numpy as np
     import polars as pl
 
-    rows = ranged.rows[picked]
     from_docs = rows < 0
     if not bool(from_docs.any()):
         return fast.gather(rows)
-    docs = [ranged.docs[k] for k in picked[from_docs].tolist()]
     combined = pl.concat([fast.gather(rows[~from_docs]), _documents_frame(shape, docs)], how="vertical")
     order = np.empty(len(rows), np.int64)
     order[~from_docs] = np.arange(len(rows) - len(docs))

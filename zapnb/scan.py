@@ -122,11 +122,16 @@ def _resolved(state: TableState, entries: Iterator[Entry], lsn: int) -> Iterator
             doc = _version(history, lsn) if history else None
             yield Row(key, position, None) if doc is None else Row(key, -1, doc)
         else:
-            doc = _version(overlay.get(doc_id, ()), lsn)
-            if doc is None:  # an entry of an index built since the base, for a document of the base
-                yield Row(key, state.base_position(doc_id), None)
-            else:
-                yield Row(key, -1, doc)
+            row, doc = _added(state, doc_id, lsn)
+            yield Row(key, row, doc)
+
+
+def _added(state: TableState, doc_id: str, lsn: int) -> tuple[int, Document | None]:
+    """An index entry added since the base, as (row in the table base, document): ``(-1, version)`` for a
+    document written since; ``(row, None)`` for an entry of an index built since the base, for a document of
+    the base."""
+    doc = _version(state.overlay.get(doc_id, ()), lsn)
+    return (state.base_position(doc_id), None) if doc is None else (-1, doc)
 
 
 def _own_writes(
@@ -200,14 +205,11 @@ def row_arrays(
     rows, docs = ranged.rows, {}
     if ranged.added or state.overlay:
         rows = rows.copy()
-    overlay = state.overlay
     for k, doc_id in ranged.added.items():
-        doc = _version(overlay.get(doc_id, ()), source.lsn)
-        if doc is None:  # an entry of an index built since the base, for a document of the base
-            rows[k] = state.base_position(doc_id)
-        else:
+        rows[k], doc = _added(state, doc_id, source.lsn)
+        if doc is not None:
             docs[k] = doc
-    if overlay:
+    if state.overlay:
         _rewritten(state, source.lsn, rows, docs)
     return RowArrays(rows, docs)
 

@@ -76,7 +76,6 @@ class Transaction:
         self._reads: list[ReadRange] = []
         self._seen: dict[str, Mapping[str, Any] | None] = {}  # read by ID from the snapshot, as stored
         self._new_tables: dict[str, int] = {}
-        self._tables_by_number: dict[int, str] | None = None
         self._done = False
         self.commit_lsn: int | None = None
 
@@ -325,13 +324,13 @@ class Transaction:
         return number
 
     def _table_of(self, doc_id: str) -> str | None:
-        try:
-            number = Id.decode(str(doc_id)).table_number
-        except InvalidIdError:
+        number = _number_of(doc_id)
+        if number is None:
             return None
-        if self._tables_by_number is None or len(self._tables_by_number) != len(self._numbers()):
-            self._tables_by_number = {n: name for name, n in self._numbers().items()}
-        return self._tables_by_number.get(number)
+        table = _table_numbered(self.snapshot.catalog.numbers, number)
+        if table is None:  # a table this transaction creates
+            table = next((name for name, n in self._new_tables.items() if n == number), None)
+        return table
 
 
 def _same_document(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -359,7 +358,8 @@ def _as_result(table: str, doc: Mapping[str, Any]) -> Document:
 def read_by_id(snapshot: Snapshot, doc_id: str) -> Document | None:
     """The document with this ID at ``snapshot``, or ``None`` (also for a string that is not an ID of any
     table), recording no read: ``db.get`` outside a transaction, which has nothing to conflict with."""
-    table = _table_numbered(snapshot.catalog.numbers, doc_id)
+    number = _number_of(doc_id)
+    table = None if number is None else _table_numbered(snapshot.catalog.numbers, number)
     state = None if table is None else snapshot.tables.get(table)
     if state is None or table is None:
         return None
@@ -370,12 +370,16 @@ def read_by_id(snapshot: Snapshot, doc_id: str) -> Document | None:
 _BY_NUMBER: dict[int, tuple[Mapping[str, int], dict[int, str]]] = {}
 
 
-def _table_numbered(numbers: Mapping[str, int], doc_id: str) -> str | None:
-    """The table whose number ``doc_id`` carries, among ``numbers`` (a catalog's: its reverse is kept)."""
+def _number_of(doc_id: str) -> int | None:
+    """The table number ``doc_id`` carries, or ``None`` for a string that is not an ID."""
     try:
-        number = Id.decode(str(doc_id)).table_number
+        return Id.decode(str(doc_id)).table_number
     except InvalidIdError:
         return None
+
+
+def _table_numbered(numbers: Mapping[str, int], number: int) -> str | None:
+    """The table of ``numbers`` (a catalog's: its reverse is kept) that has ``number``."""
     known = _BY_NUMBER.get(id(numbers))
     if known is None or known[0] is not numbers:
         if len(_BY_NUMBER) > 64:
