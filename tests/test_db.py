@@ -50,6 +50,41 @@ def test_insert_get_round_trip_exact_values(db: zapnb.Database) -> None:
     assert got["o"] == {"k": None}
 
 
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_get_returns_a_document_the_caller_may_change(db: zapnb.Database, checkpointed: bool) -> None:
+    note = db.insert("notes", {"text": "a", "tags": ["x"]})
+    if checkpointed:
+        db._engine.checkpoint()  # the document is read from the table's base, not from recent commits
+    got = db.get(note)
+    assert got is not None
+    assert isinstance(got["_id"], zapnb.Id)
+    assert got["_id"].table == "notes"
+    got["text"] = "changed"
+    got["_id"] = "changed"
+    del got["tags"]
+    again = db.get(note)
+    assert again is not None
+    assert again == {"_id": note, "_creationTime": again["_creationTime"], "text": "a", "tags": ["x"]}
+    again["tags"].append("y")  # a nested value is the caller's own too
+    assert db.get(note) == {**again, "tags": ["x"]}
+
+
+def test_documents_from_queries_and_transactions_are_the_callers_own(db: zapnb.Database) -> None:
+    note = db.insert("notes", {"text": "a", "tags": ["x"]})
+    with db.transaction() as tx:
+        tx.get(note)["tags"].append("from tx.get")  # type: ignore[index]
+        tx.patch(note, {"text": "b"})
+        tx.get(note)["tags"].append("from tx.get of its own write")  # type: ignore[index]
+    db.query("notes").first()["tags"].append("from first")  # type: ignore[index]
+    db.query("notes").unique()["tags"].append("from unique")  # type: ignore[index]
+    for doc in db.query("notes"):
+        doc["tags"].append("from iteration")
+    got = db.get(note)
+    assert got is not None
+    assert (got["text"], got["tags"]) == ("b", ["x"])
+    assert db.query("notes").collect()["tags"].to_list() == [["x"]]
+
+
 def test_everything_acknowledged_survives_reopen(tmp_path: Path) -> None:
     with zapnb.connect(tmp_path) as db:
         ids = [db.insert("t", {"n": n}) for n in range(20)]

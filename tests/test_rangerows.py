@@ -262,9 +262,10 @@ def test_a_long_range_filters_on_the_whole_base(tmp_path: Path) -> None:
 # --- gathering ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("as_list", [True, False])
 @pytest.mark.parametrize("column_by_column", [True, False])
 @pytest.mark.parametrize("count", [0, 1, 50, COLUMN_BY_COLUMN + 1])
-def test_gatherer_gives_the_rows_asked_for(column_by_column: bool, count: int) -> None:
+def test_gatherer_gives_the_rows_asked_for(column_by_column: bool, count: int, as_list: bool) -> None:
     frame = pl.DataFrame(
         {
             "a": np.arange(30_000),
@@ -273,6 +274,7 @@ def test_gatherer_gives_the_rows_asked_for(column_by_column: bool, count: int) -
         }
     )
     positions = np.random.default_rng(count).integers(0, frame.height, count)
-    got = Gatherer(frame, column_by_column=column_by_column).gather(positions)
+    gatherer = Gatherer(frame, column_by_column=column_by_column)
+    got = gatherer.gather(positions.tolist() if as_list else positions)
     assert got.schema == frame.schema
     assert got.to_dicts() == [frame.row(int(p), named=True) for p in positions]

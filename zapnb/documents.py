@@ -44,11 +44,11 @@ Examples
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, NoReturn
 
 from zapnb.errors import DocumentLimitError, InvalidFieldNameError, InvalidValueError, ZapError
-from zapnb.ids import Id, is_valid_id
+from zapnb.ids import Id, is_valid_id, labeller
 from zapnb.values import canonical_float
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "check_field_name",
     "document_size",
     "normalize_value",
+    "result_document",
     "value_size",
 ]
 
@@ -541,3 +542,33 @@ def _walk_document(doc: dict[str, Any], allow_system_fields: bool) -> tuple[dict
         return _object(doc, 1, True, allow_system_fields)
     except _BadValueError as bad:
         _raise_public(bad, "")
+
+
+# --- documents handed out -----------------------------------------------------------------------------------
+
+
+def result_document(table: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored document as a caller receives it: a dict of its own, whose arrays and objects are copies too,
+    so that changing it never changes what is stored; ``_id`` is an :class:`~zapnb.Id` of ``table``.
+
+    Examples
+    --------
+    >>> stored = {"_id": "j574j6mfnbe0rpyxsm1xemrxs18k1yyn", "_creationTime": 1.0, "tags": ["a"]}
+    >>> doc = result_document("notes", stored)
+    >>> doc["tags"].append("b")
+    >>> stored["tags"], doc["_id"].table
+    (['a'], 'notes')
+    """
+    out = {name: _copied(value) for name, value in doc.items()}
+    out["_id"] = labeller(table)(str.__str__(doc["_id"]))  # a stored ID: valid, not checked again
+    return out
+
+
+def _copied(value: Any) -> Any:
+    """``value`` with its arrays and objects copied (every other value is immutable)."""
+    kind = type(value)
+    if kind is list:
+        return [_copied(item) for item in value]
+    if kind is dict:
+        return {name: _copied(item) for name, item in value.items()}
+    return value

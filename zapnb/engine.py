@@ -214,6 +214,13 @@ class Engine:
             self.catch_up()
         return self._snapshot
 
+    def known_snapshot(self) -> Snapshot:
+        """The newest snapshot this process has applied, without looking for other processes' commits: for
+        checks that a later read repeats on a fresh snapshot (a query's index and range when it is built),
+        where :meth:`snapshot`'s read of the log would cost more than the check."""
+        self.check_usable()
+        return self._snapshot
+
     @property
     def catalog(self) -> Catalog:
         """The catalog as of the newest applied commit."""

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from zapnb import scan
 from zapnb.changes import ReadRange
+from zapnb.documents import result_document
 from zapnb.errors import (
     FilterScanWarning,
     IndexNotFoundError,
@@ -65,7 +66,6 @@ from zapnb.errors import (
 from zapnb.filters import Expr, FilterBuilder, Logical, as_expr, compile_filter
 from zapnb.frames import FrameShape, build_frame, frame_shape, range_count, range_frame
 from zapnb.index import IndexSpec
-from zapnb.layoutcodec import labeller
 from zapnb.pagination import (
     DEFAULT_MAXIMUM_ROWS_READ,
     PageStatus,
@@ -314,7 +314,7 @@ class Query:
                 method="with_index",
             )
         query = self._with(index=name, range=built)
-        query._plan(query._snapshot())  # check the index and the range now, where the mistake is
+        query._plan(query._known_snapshot())  # check the index and the range now, where the mistake is
         return query
 
     def order(self, order: Order) -> Query:
@@ -346,10 +346,11 @@ class Query:
         """The index read (``by_creation_time`` unless ``with_index`` chose one)."""
         return self._index or DEFAULT_ORDER_INDEX
 
-    def _snapshot(self) -> Snapshot:
+    def _known_snapshot(self) -> Snapshot:
+        """The snapshot to check the query against when it is built (each terminal reads a fresh one)."""
         if isinstance(self._source, Transaction):
             return self._source.snapshot
-        return self._source.snapshot()
+        return self._source.known_snapshot()
 
     def _plan(self, snapshot: Snapshot) -> _Plan:
         schema = snapshot.catalog.schema
@@ -507,9 +508,7 @@ class Query:
         return frame
 
     def _document(self, source: scan.Source, row: scan.Row) -> Document:
-        doc = dict(scan.document(source, row))
-        doc["_id"] = labeller(self.table)(str.__str__(doc["_id"]))
-        return doc
+        return result_document(self.table, scan.document(source, row))
 
     def _frame(self, source: scan.Source, plan: _Plan, rows: list[scan.Row]) -> pl.DataFrame:
         return build_frame(plan.shape, source.state, [(row[1], row[2]) for row in rows])

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from zapnb.changes import BulkChange, Change, Write
 from zapnb.columnkeys import sorted_table_keys
+from zapnb.documents import result_document
 from zapnb.index import Entry, IndexData, IndexSpec
 from zapnb.indexbase import SortedKeys
 from zapnb.keys import encode_key
@@ -99,6 +100,15 @@ class TableState:
                     return doc
         position = self.base_position(doc_id, snapshot)
         return None if position < 0 else self.read_row(position)
+
+    def get_copy(self, doc_id: str, snapshot: int) -> dict[str, Any] | None:
+        """:meth:`get`, as a document the caller owns (:func:`~zapnb.documents.result_document`): an overlay
+        version is copied, a base row is read afresh (and labelled as it is read)."""
+        if doc_id not in self.overlay:
+            position = self.base_position(doc_id, snapshot)
+            return None if position < 0 else self.read_row(position)
+        doc = self.get(doc_id, snapshot)
+        return None if doc is None else result_document(self.name, doc)
 
     def base_position(self, doc_id: str, snapshot: int | None = None) -> int:
         """The row of this document in the base (a batch's row only if applied at or before ``snapshot``),

@@ -29,7 +29,7 @@ from zapnb.bulk import (
     paused_gc,
 )
 from zapnb.changes import ReadRange, Write
-from zapnb.documents import check_document
+from zapnb.documents import check_document, result_document
 from zapnb.engine import Engine, Snapshot, next_table_number
 from zapnb.errors import (
     ClosedError,
@@ -38,7 +38,7 @@ from zapnb.errors import (
     NonexistentDocumentError,
     SchemaValidationError,
 )
-from zapnb.ids import Id, labeller, new_ids
+from zapnb.ids import Id, new_ids
 from zapnb.keys import encode_key, encode_value, prefix_end
 from zapnb.layout import Layout
 from zapnb.schema_rules import check_table_name
@@ -131,7 +131,7 @@ class Transaction:
             state = self.snapshot.tables.get(table)
             doc = None if state is None else state.get(doc_id, self.snapshot.lsn)
             self._seen[doc_id] = doc
-        return None if doc is None else _as_result(table, doc)
+        return None if doc is None else result_document(table, doc)
 
     # --- writing --------------------------------------------------------------------------------------------
 
@@ -349,22 +349,13 @@ def _same_document(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return True
 
 
-def _as_result(table: str, doc: Mapping[str, Any]) -> Document:
-    result = dict(doc)
-    result["_id"] = labeller(table)(str.__str__(doc["_id"]))  # a stored ID: valid, not checked again
-    return result
-
-
 def read_by_id(snapshot: Snapshot, doc_id: str) -> Document | None:
     """The document with this ID at ``snapshot``, or ``None`` (also for a string that is not an ID of any
     table), recording no read: ``db.get`` outside a transaction, which has nothing to conflict with."""
     number = _number_of(doc_id)
     table = None if number is None else _table_numbered(snapshot.catalog.numbers, number)
     state = None if table is None else snapshot.tables.get(table)
-    if state is None or table is None:
-        return None
-    doc = state.get(str(doc_id), snapshot.lsn)
-    return None if doc is None else _as_result(table, doc)
+    return None if state is None else state.get_copy(str(doc_id), snapshot.lsn)
 
 
 _BY_NUMBER: dict[int, tuple[Mapping[str, int], dict[int, str]]] = {}
