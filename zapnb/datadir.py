@@ -45,7 +45,8 @@ def check_format(root: Path) -> None:
     if found != FORMAT_VERSION:
         raise FormatVersionError(
             f"{root} holds a zapnb database in format {found}; this zapnb reads format {FORMAT_VERSION}. "
-            "Open it with the zapnb version that wrote it, export it, and import it here.",
+            "Open it with the zapnb release that wrote it (this release cannot convert it in place), or "
+            "open a new data directory here.",
             file=str(marker),
             found=found,
             supported=FORMAT_VERSION,
