@@ -1,6 +1,6 @@
 """Run the benchmark workload on zapnb and its peers in one run, and print each result next to SQLite's.
 
-    python benchmarks/run.py [--quick] [--only W1,W2,...] [--peers sqlite,duckdb,...] [--budget S] [--dir D]
+    python benchmarks/run.py [--quick] [--only W1,W2,...] [--peers sqlite,duckdb,...] [--rounds R] [--dir D]
 
 The workload (``workload.py``; see docs/benchmarks.md) is generated once; then each system
 loads it and runs the operations in a process of its own (``measure.py``), with its database in real files
@@ -8,6 +8,10 @@ under a temporary directory (``--dir`` chooses where: put it on the disk you wan
 are printed as one Markdown table per operation, with each system's ratio to SQLite WAL measured in the
 same run (``report.py``), and written as JSON to ``benchmarks/results/<date>-<machine>.json`` (with
 ``-quick`` and/or ``-partial`` before ``.json`` for a quick run or a run of selected operations or systems).
+
+With ``--rounds R`` every system is measured R times, the systems taking turns (sqlite, zapnb, sqlite, zapnb,
+...), and each number reported is the median of its R rounds; every round is kept in the JSON. On a shared
+machine a slow spell then falls on every system alike instead of on whichever ran during it.
 
 Operations: W1 W2 W3 Q1 Q2 Q3 Q4 Q5 Open. Systems: sqlite (WAL, synchronous=NORMAL), sqlite-full (WAL,
 synchronous=FULL; single writes only), duckdb, lance (pylance), lancedb, polars (in memory), zapnb (skipped
@@ -24,6 +28,7 @@ import os
 import platform
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,12 +68,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     timeout = f"default {TIMEOUT['full']:.0f}, quick {TIMEOUT['quick']:.0f}"
     parser.add_argument("--timeout", type=float, help=f"seconds per system before it is stopped ({timeout})")
     parser.add_argument("--keep", action="store_true", help="keep the databases and the generated data")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure each system this many times, taking turns (default 1)"
+    )
     args = parser.parse_args(argv)
     args.ops = _choose(args.only, ALL_OPS, "operation")
     args.systems = _choose(args.peers, PEER_KEYS, "system")
     size = "quick" if args.quick else "full"
     args.budget = BUDGET[size] if args.budget is None else args.budget
     args.timeout = TIMEOUT[size] if args.timeout is None else args.timeout
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds takes a whole number >= 1, not {args.rounds}")
     return args
 
 
@@ -137,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         skipped["zapnb"] = reason
         systems.remove("zapnb")
     work = Path(tempfile.mkdtemp(prefix="zapnb-bench-", dir=args.dir))
-    results: dict[str, Any] = {}
+    rounds: dict[str, list[dict[str, Any]]] = {key: [] for key in systems}
     try:
         began = time.perf_counter()
         workload = generate(messages)
@@ -146,15 +156,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         workload.save(work / "data")
         del workload
-        for key in tqdm(systems, desc="systems", position=0, leave=True, disable=None):
+        turns = [(turn, key) for turn in range(args.rounds) for key in systems]
+        for turn, key in tqdm(turns, desc="systems", position=0, leave=True, disable=None):
             began = time.perf_counter()
-            results[key] = _run_system(key, work / "data", work, args)
-            tqdm.write(f"{results[key]['label']}: measured in {time.perf_counter() - began:.0f} s")
-            if not args.keep:
-                shutil.rmtree(work / key, ignore_errors=True)
+            record = _run_system(key, work / "data", work, args)
+            rounds[key].append(record)
+            of = f" (round {turn + 1} of {args.rounds})" if args.rounds > 1 else ""
+            tqdm.write(f"{record['label']}: measured in {time.perf_counter() - began:.0f} s{of}")
+            shutil.rmtree(work / key, ignore_errors=True)  # the next round loads afresh
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    results = {key: combined(records) for key, records in rounds.items()}
     return {
         "date": started.isoformat(timespec="seconds"),
         "seconds": (datetime.datetime.now() - started).total_seconds(),
@@ -165,8 +178,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "timeout_seconds": args.timeout,
         "systems": args.systems,
         "skipped": skipped,
+        "rounds": args.rounds,
         "results": results,
+        "each_round": rounds if args.rounds > 1 else {},
     }
+
+
+def combined(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's results over its rounds: each number the median of the rounds that measured it, the
+    other fields from the first round; an operation that failed in any round keeps that round's error.
+
+    >>> one = {"label": "x", "ops": {"Q1": {"p50_us": 10.0, "digest": "a"}}}
+    >>> two = {"label": "x", "ops": {"Q1": {"p50_us": 30.0, "digest": "a"}}}
+    >>> three = {"label": "x", "ops": {"Q1": {"p50_us": 20.0, "digest": "a"}, "Q5": {"error": "stopped"}}}
+    >>> combined([one, two, three])["ops"]
+    {'Q1': {'p50_us': 20.0, 'digest': 'a'}, 'Q5': {'error': 'stopped'}}
+    """
+    first = records[0]
+    ops: dict[str, dict[str, Any]] = {}
+    for op in dict.fromkeys(op for record in records for op in record["ops"]):
+        measured = [record["ops"][op] for record in records if op in record["ops"]]
+        failed = [metrics for metrics in measured if "error" in metrics]
+        if failed:
+            ops[op] = failed[0]
+            continue
+        ops[op] = {name: _median([metrics[name] for metrics in measured]) for name in measured[0]}
+    return {**first, "ops": ops}
+
+
+def _median(values: list[Any]) -> Any:
+    """The median of numbers (an int for ints: a count stays a count), or the first of other values."""
+    if all(type(value) is int for value in values):
+        return statistics.median_low(values)
+    if all(type(value) in (int, float) for value in values):
+        return statistics.median(values)
+    return values[0]
 
 
 def main(argv: list[str] | None = None) -> None:
