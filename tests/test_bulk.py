@@ -9,7 +9,7 @@ import os
 import random
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from zapnb.errors import ConflictError, CorruptionError, ZapError
 from zapnb.index import IndexSpec
 from zapnb.keys import encode_key, prefix_end
 from zapnb.layout import Layout
+from zapnb.schema import Schema
 from zapnb.sidefiles import DIRECTORY, side_file_path
 from zapnb.transaction import BULK_ROWS
 
@@ -66,11 +67,8 @@ KILLED = 137
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[zapnb.Database]:
-    database = zapnb.connect(tmp_path / "data")
-    database.deploy(SCHEMA, progress=False)
-    yield database
-    database.close()
+def db(deployed: Callable[[Schema], zapnb.Database]) -> zapnb.Database:
+    return deployed(SCHEMA)
 
 
 def make_rows(count: int, owners: list[str], seed: int = 7) -> list[dict[str, Any]]:

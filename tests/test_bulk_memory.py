@@ -4,7 +4,7 @@ need, and the document size rule is computed per row without copies of the colum
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from zapnb.documents import MAX_DOCUMENT_SIZE, document_size
 from zapnb.ids import new_ids
 from zapnb.index import IndexSpec
 from zapnb.layout import Layout
+from zapnb.schema import Schema
 from zapnb.sidefiles import side_file_path
 from zapnb.transaction import BULK_ROWS
 
@@ -48,11 +49,8 @@ SPECS = [IndexSpec.by_id(), IndexSpec.by_creation_time(), IndexSpec("by_p", ("pr
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[zapnb.Database]:
-    database = zapnb.connect(tmp_path / "data")
-    database.deploy(SCHEMA, progress=False)
-    yield database
-    database.close()
+def db(deployed: Callable[[Schema], zapnb.Database]) -> zapnb.Database:
+    return deployed(SCHEMA)
 
 
 def messages(count: int, projects: list[str]) -> pl.DataFrame:

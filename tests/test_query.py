@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from zapnb.errors import (
 )
 from zapnb.examples import zapdev
 from zapnb.queries import Query
+from zapnb.schema import Schema
 from zapnb.values import MISSING
 
 KINDS = zapnb.define_schema(
@@ -53,11 +54,8 @@ KINDS = zapnb.define_schema(
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[zapnb.Database]:
-    database = zapnb.connect(tmp_path / "data")
-    database.deploy(KINDS, progress=False)
-    yield database
-    database.close()
+def db(deployed: Callable[[Schema], zapnb.Database]) -> zapnb.Database:
+    return deployed(KINDS)
 
 
 def _names(frame: pl.DataFrame) -> list[Any]:

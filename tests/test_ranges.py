@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from zapnb.errors import IndexNotFoundError, IndexStagedError, InvalidIndexRange
 from zapnb.index import IndexSpec
 from zapnb.keys import encode_key
 from zapnb.ranges import IndexRangeBuilder, coerce_value, compile_range, literal_coercer
+from zapnb.schema import Schema
 from zapnb.values import MISSING, compare, values_equal
 
 AB = IndexSpec("by_a_b", ("a", "b"))
@@ -210,11 +210,8 @@ SCHEMA = zapnb.define_schema(
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[zapnb.Database]:
-    database = zapnb.connect(tmp_path / "data")
-    database.deploy(SCHEMA, progress=False)
-    yield database
-    database.close()
+def db(deployed: Callable[[Schema], zapnb.Database]) -> zapnb.Database:
+    return deployed(SCHEMA)
 
 
 def _xs(frame_or_docs: Any) -> list[Any]:
