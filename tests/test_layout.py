@@ -18,7 +18,7 @@ from zapnb.documents import check_document
 from zapnb.errors import InvalidValueError
 from zapnb.examples.zapdev import schema as zapdev
 from zapnb.ids import Id
-from zapnb.layout import JSON_COLUMN, Layout
+from zapnb.layout import JSON_COLUMN, Layout, _row_of
 from zapnb.schema import TableDefinition
 from zapnb.validators import (
     INT64_MAX,
@@ -476,3 +476,23 @@ def test_from_polars_refuses_what_validate_column_does_not_make() -> None:
     both = Layout.for_table(define_table({"n": v.optional(v.nullable(v.int64()))}))
     with pytest.raises(InvalidValueError, match="not what validate_column makes"):
         both.from_polars(frame.with_columns(pl.lit("x").alias("n")))
+
+
+def test_rows_read_through_polars_internals_match_its_public_rows() -> None:
+    frame = pl.DataFrame({"s": ["a", None, "é"], "x": [1.5, float("nan"), None], "l": [[1], [], None]})
+    read = _row_of(frame)
+    assert read is not frame.row  # this Polars has the Rust-side call
+    assert [repr(read(i)) for i in range(3)] == [repr(frame.row(i)) for i in range(3)]
+
+
+def test_rows_fall_back_to_the_public_call_without_polars_internals() -> None:
+    class Public:
+        """A frame as a Polars release without ``_df.row_tuple`` would present it."""
+
+        height = 1
+
+        def row(self, i: int) -> tuple[int, ...]:
+            return (i,)
+
+    frame = Public()
+    assert _row_of(frame).__func__ is Public.row  # type: ignore[arg-type, attr-defined]

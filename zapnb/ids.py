@@ -64,6 +64,7 @@ __all__ = [
     "is_valid_id",
     "labeller",
     "new_ids",
+    "table_number_of",
     "varint",
 ]
 
@@ -463,6 +464,18 @@ def _labelled(text: str, table: str | None) -> Id:
     if table is not None:
         _set_dict(doc_id, "__dict__", _label(table))
     return doc_id
+
+
+def table_number_of(text: object) -> int | None:
+    """The table number ``text`` carries if it is an ID, else ``None`` (a lookup's check, not raising).
+
+    >>> table_number_of("jx73xh1f86gz7s9zgchp6wzbed7ec7aj"), table_number_of("not an id")
+    (10007, None)
+    """
+    try:
+        return _decode_cached(text)[0]
+    except InvalidIdError:
+        return None
 
 
 def is_valid_id(text: object) -> bool:

@@ -111,6 +111,19 @@ def _as_frame(table: pa.Table | pa.RecordBatch) -> pl.DataFrame:
     return frame
 
 
+def _row_of(frame: pl.DataFrame) -> Callable[[int], tuple[Any, ...]]:
+    """``frame.row``, or the Rust-side call under it when this Polars has it (1.4 µs instead of 2.3 for nine
+    columns: ``DataFrame.row`` checks its other arguments first). Row ``i`` must be in range."""
+    row_tuple = getattr(getattr(frame, "_df", None), "row_tuple", None)
+    if row_tuple is None or not frame.height:
+        return frame.row
+    try:
+        same = repr(row_tuple(0)) == repr(frame.row(0))
+    except Exception:  # whatever this Polars lacks, the public path still works
+        return frame.row
+    return row_tuple if same else frame.row
+
+
 # --- the layout ---------------------------------------------------------------------------------------------
 
 
@@ -325,7 +338,7 @@ class Layout:
         """A function that reads row ``i`` of ``table`` (in this layout) as a document, in microseconds.
 
         The table is converted to a Polars frame on the first call (about 0.1 s for 1M messages), not
-        before, so mapping a table and making its reader costs nothing. A row then takes about 5 µs (a 1M-row
+        before, so mapping a table and making its reader costs nothing. A row then takes about 4 µs (a 1M-row
         messages table; Polars' own ``row(i, named=True)`` takes 5.7 µs there).
 
         Examples
@@ -348,7 +361,7 @@ class Layout:
             if row is None:
                 with lock:
                     if row is None:
-                        row = _as_frame(table).row
+                        row = _row_of(_as_frame(table))
             return decode(row(i))
 
         return read_row

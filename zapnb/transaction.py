@@ -38,7 +38,7 @@ from zapnb.errors import (
     NonexistentDocumentError,
     SchemaValidationError,
 )
-from zapnb.ids import Id, new_ids
+from zapnb.ids import Id, new_ids, table_number_of
 from zapnb.keys import encode_key, encode_value, prefix_end
 from zapnb.layout import Layout
 from zapnb.schema_rules import check_table_name
@@ -324,7 +324,7 @@ class Transaction:
         return number
 
     def _table_of(self, doc_id: str) -> str | None:
-        number = _number_of(doc_id)
+        number = table_number_of(doc_id)
         if number is None:
             return None
         table = _table_numbered(self.snapshot.catalog.numbers, number)
@@ -352,21 +352,13 @@ def _same_document(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 def read_by_id(snapshot: Snapshot, doc_id: str) -> Document | None:
     """The document with this ID at ``snapshot``, or ``None`` (also for a string that is not an ID of any
     table), recording no read: ``db.get`` outside a transaction, which has nothing to conflict with."""
-    number = _number_of(doc_id)
+    number = table_number_of(doc_id)
     table = None if number is None else _table_numbered(snapshot.catalog.numbers, number)
     state = None if table is None else snapshot.tables.get(table)
     return None if state is None else state.get_copy(str(doc_id), snapshot.lsn)
 
 
 _BY_NUMBER: dict[int, tuple[Mapping[str, int], dict[int, str]]] = {}
-
-
-def _number_of(doc_id: str) -> int | None:
-    """The table number ``doc_id`` carries, or ``None`` for a string that is not an ID."""
-    try:
-        return Id.decode(str(doc_id)).table_number
-    except InvalidIdError:
-        return None
 
 
 def _table_numbered(numbers: Mapping[str, int], number: int) -> str | None:
