@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import lance
+import polars as pl
 import pytest
 
 import zapnb
@@ -63,10 +65,10 @@ def test_a_checkpoint_is_a_lance_version_carrying_its_lsn(tmp_path: Path) -> Non
     with zapnb.connect(tmp_path) as db:
         db.deploy(SCHEMA, progress=False)
         db.insert_many("notes", [{"text": "a", "n": 1.0}, {"text": "b"}])
-        db._engine.checkpoint()
+        assert db.checkpoint() is True
         lsn = db._engine.snapshot().lsn
-    versions = table_versions(tmp_path, "notes")
-    assert versions[-1].lsn == lsn
+        versions = table_versions(tmp_path, "notes")  # written by the call, not by close()
+        assert versions[-1].lsn == lsn
     table = lance.dataset(str(tmp_path / "tables" / "notes.lance")).to_table()
     assert table.column_names[:4] == ["_id", "_creationTime", "text", "n"]
     assert sorted(table.column("text").to_pylist()) == ["a", "b"]
@@ -288,3 +290,46 @@ def test_a_deploy_between_catching_up_and_the_swap_leaves_the_swap_for_later(
     with zapnb.connect(tmp_path) as db:
         assert _contents(db, "notes") == expected
         assert db.query("notes").with_index("by_n").count() == 50
+
+
+def _resident_file_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("this system does not report resident file pages")
+
+
+@pytest.mark.parametrize("patched", [False, True])
+def test_a_checkpoint_does_not_make_the_whole_table_resident(tmp_path: Path, patched: bool) -> None:
+    """A checkpoint reads every row of a table's base; its mapped pages are let go as it goes, so the process
+    does not end up holding the whole table (after a load, or after a few patches of a checkpointed table)."""
+    schema = zapnb.define_schema({"notes": zapnb.define_table({"text": v.string(), "n": v.number()})})
+    with zapnb.connect(tmp_path / "data") as db:
+        db.deploy(schema, progress=False)
+        rows = 400_000  # about 130 MB: several of the base's 65,536-row batches, each let go in turn
+        texts = [f"{k:>8}" + "x" * 300 for k in range(rows)]
+        ids = db.insert_many("notes", pl.DataFrame({"text": texts, "n": [float(k) for k in range(rows)]}))
+        if patched:
+            db._engine.checkpoint()
+            for doc_id in ids[:10]:
+                db.patch(doc_id, {"n": -1.0})
+            db.get(ids[20])  # reads the base: maps it, as a query would
+        base_mb = rows * 330 / 2**20
+        samples: list[float] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                samples.append(_resident_file_mb())
+                time.sleep(0.002)
+
+        before = _resident_file_mb()
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            db._engine.checkpoint()
+        finally:
+            done.set()
+            sampler.join()
+        assert max(samples) - before < base_mb / 2
+        assert db.get(ids[0])["n"] == (-1.0 if patched else 0.0)  # type: ignore[index]

@@ -30,9 +30,11 @@ from zapnb.storage import (
     fsync_tree,
     read_base,
     read_table_version,
+    release_pages,
     table_path,
     table_versions,
     write_base,
+    write_base_batches,
     write_table_version,
 )
 
@@ -348,6 +350,39 @@ def test_a_base_file_reads_back_memory_mapped(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "base").iterdir()] == ["messages-1.arrow"]  # no temporary left
     write_base(written.path, messages(range(0)))
     assert read_base(written.path).schema.equals(MESSAGES.arrow_schema, check_metadata=True)
+
+
+def _resident_file_mb() -> float:
+    """How much of this process's resident memory is mapped file pages (Linux), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("this system does not report resident file pages")
+
+
+def test_a_base_file_written_batch_by_batch_is_the_same_file(tmp_path: Path) -> None:
+    table = messages(range(70_000))
+    whole = write_base(tmp_path / "whole.arrow", table)
+    batches = write_base_batches(
+        tmp_path / "batches.arrow", table.schema, iter(table.to_batches(max_chunksize=999))
+    )
+    assert batches.rows == whole.rows == 70_000
+    assert read_base(batches.path, expected=batches).equals(table)
+    assert read_base(batches.path).column(0).num_chunks == 71  # the batches as given, none above 65,536 rows
+
+
+def test_reading_a_whole_base_file_leaves_little_of_it_resident(tmp_path: Path) -> None:
+    table = messages(range(200_000))
+    written = write_base(tmp_path / "base.arrow", table)
+    size_mb = written.size / 2**20
+    before = _resident_file_mb()
+    back = read_base(written.path, expected=written)  # checks every byte
+    assert _resident_file_mb() - before < size_mb / 4
+    back.validate(full=True)  # reads every byte again through the mapping
+    assert _resident_file_mb() - before > size_mb / 2
+    release_pages()
+    assert _resident_file_mb() - before < size_mb / 4
+    assert back.equals(table)  # the pages map again as they are read
 
 
 @pytest.mark.parametrize("cut", [0, 5, 100, -1, -7, -40])

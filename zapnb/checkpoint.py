@@ -44,7 +44,8 @@ from zapnb.storage import (
     fsync_tree,
     read_base,
     read_table_version,
-    write_base,
+    release_pages,
+    write_base_batches,
     write_table_version,
 )
 from zapnb.tablestate import Batch, TableState
@@ -305,8 +306,9 @@ def write_table(
     """
     layout = Layout.for_table(definition, table=state.name)
     new = _new_base(state, layout, lsn)
-    table = new.table
-    base = write_base(root / "base" / f"{state.name}-{lsn}.arrow", table)
+    path = root / "base" / f"{state.name}-{lsn}.arrow"
+    base = write_base_batches(path, layout.arrow_schema, new.batches)
+    table = read_base(path)  # mapped: the Lance version is written from it without holding it in memory
     kill_point("checkpoint.after_base_write")
     indexes = {}
     if not (root / "indexes").exists():
@@ -316,9 +318,10 @@ def write_table(
     for index_name, (spec, data) in state.indexes.items():
         file_name = f"{state.name}-{lsn}-{index_name}"
         data.merged(lsn, positions).save(root / "indexes", file_name)
+        release_pages()  # the merge read the old index's mapped file whole
         indexes[index_name] = {"fields": list(spec.fields), "kind": spec.kind, "file": file_name}
     kill_point("checkpoint.after_index_write")
-    inserted = _batch_ids(state, new, table.num_rows)
+    inserted = _batch_ids(state, new, base.rows)
     if new.deleted is not None and since_lsn and inserted is not None:
         version = write_table_version(
             root,
@@ -331,6 +334,7 @@ def write_table(
         )
     else:
         version = write_table_version(root, state.name, table, lsn=lsn)
+    release_pages()
     kill_point("checkpoint.after_lance_commit")
     base_json = base.to_json()
     base_json["path"] = str(Path(base.path).relative_to(root))
@@ -347,12 +351,13 @@ def write_table(
 class _NewBase:
     """A table's new base and how it relates to the old one.
 
-    ``old_to_new`` gives each old base row's new row (-1 if deleted); ``rows`` the new row of each document
-    written since; ``deleted`` the old base's documents deleted since, or ``None`` when every row was
-    rewritten (no old base, or a new layout), so no incremental Lance commit applies.
+    ``batches`` yields the new base's rows once, a batch at a time; ``old_to_new`` gives each old base row's
+    new row (-1 if deleted); ``rows`` the new row of each document written since; ``deleted`` the old base's
+    documents deleted since, or ``None`` when every row was rewritten (no old base, or a new layout), so no
+    incremental Lance commit applies.
     """
 
-    table: pa.Table
+    batches: Iterator[pa.RecordBatch]
     old_to_new: np.ndarray[Any, Any]
     rows: dict[str, int]
     deleted: list[str] | None
@@ -378,12 +383,27 @@ def _new_base(state: TableState, layout: Layout, lsn: int) -> _NewBase:
     added = layout.to_arrow(list(written.values()))
     old_base = state.base
     if old_base is not None and old_base.schema.equals(layout.arrow_schema):
-        stay = old_base if kept == state.base_rows else old_base.filter(pa.array(keep))  # no copy if all stay
         deleted = [doc_id for doc_id in moved.values() if doc_id not in new_rows]
-        return _NewBase(pa.concat_tables([stay, added]), old_to_new, new_rows, deleted)
+        return _NewBase(_kept_batches(old_base, keep, added), old_to_new, new_rows, deleted)
     # the layout changed (a deploy): every row is rewritten in the new one
     stay_docs = layout.to_arrow([state.read_row(row) for row in np.flatnonzero(keep).tolist()])
-    return _NewBase(pa.concat_tables([stay_docs, added]), old_to_new, new_rows, None)
+    return _NewBase(iter([*stay_docs.to_batches(), *added.to_batches()]), old_to_new, new_rows, None)
+
+
+def _kept_batches(
+    old_base: pa.Table, keep: npt.NDArray[np.bool_], added: pa.Table
+) -> Iterator[pa.RecordBatch]:
+    """The old base's rows that ``keep`` marks, then ``added``, a batch at a time: a batch that keeps every
+    row is passed on as it is (mapped), any other is copied without its dropped rows. After each batch the
+    pages of the mapped files read so far are let go (:func:`~zapnb.storage.release_pages`), so a checkpoint
+    of a large table does not make all of it resident."""
+    start = 0
+    for batch in old_base.to_batches():
+        mask = keep[start : start + batch.num_rows]
+        start += batch.num_rows
+        yield batch if mask.all() else batch.filter(pa.array(mask))
+        release_pages()
+    yield from added.to_batches()
 
 
 def _positions(state: TableState, new: _NewBase, lsn: int) -> PositionsFor:

@@ -214,6 +214,16 @@ class Database:
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
+    def checkpoint(self) -> bool:
+        """Write a checkpoint now: every table as of the newest commit, as a new Lance version plus the files
+        that let the next open map it instead of replaying the log (``docs/storage.md``).
+
+        Checkpoints also run in the background (after enough writes or time) and on :meth:`close`; call this
+        after a large load, say, before other tools read the Lance datasets. Returns ``False`` when another
+        process was writing one (it holds these commits, or the next will).
+        """
+        return self._engine.checkpoint()
+
     def close(self) -> None:
         """Close the database (idempotent). Everything committed is already durable; watches stop."""
         self._shared.close()

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from zapnb.durable import release_pages
 from zapnb.errors import InvalidValueError
 from zapnb.gather import Gatherer, Positions
 from zapnb.jsonvalues import encode_json
@@ -348,7 +349,9 @@ def _make_base_frame(shape: FrameShape, base: pa.Table) -> _BaseFrame | None:
             later.append((slot.name, _cell_converter(slot.codec, slot.null_is_missing, validator), target))
     frame = raw.cast(casts) if casts else raw  # type: ignore[arg-type]
     # one chunk per column: gathering a few rows from chunked columns costs about twice as much
-    return _BaseFrame(Gatherer(frame.select(list(shape.schema)).rechunk()), tuple(later))
+    made = _BaseFrame(Gatherer(frame.select(list(shape.schema)).rechunk()), tuple(later))
+    release_pages()  # converting read the whole mapped base; what the frame needs of it maps again on use
+    return made
 
 
 def _cell_converter(codec: Any, null_is_missing: bool, validator: Validator) -> Write:

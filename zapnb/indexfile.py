@@ -51,7 +51,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from zapnb.durable import fsync_dir
+from zapnb.durable import fsync_dir, map_read_only, release_pages
 from zapnb.errors import CorruptionError, FormatVersionError
 from zapnb.faults import kill_point
 from zapnb.indexbase import FixedKeys, SortedKeys, VarKeys
@@ -181,7 +181,7 @@ def _check_sections(path: Path, fields: tuple[int, ...]) -> None:
 
 def _read(fd: int, size: int, use_mmap: bool) -> _mmap.mmap | bytes:
     if use_mmap:
-        return _mmap.mmap(fd, size, access=_mmap.ACCESS_READ)
+        return map_read_only(fd)
     chunks = []
     offset = 0
     while offset < size:
@@ -240,6 +240,8 @@ def _arrays(
         for start, length, crc, what in zip(rest[0:6:2], rest[1:6:2], rest[6:9], _SECTION_NAMES, strict=True):
             if zlib.crc32(memoryview(buffer)[start : start + length]) != crc:
                 raise _damaged(path, start, f"the {what} section's checksum does not match")
+        if isinstance(buffer, _mmap.mmap):
+            release_pages(buffer)  # the check read every byte: none of it need stay resident
     positions = np.frombuffer(buffer, "<i8", count, p_start)
     keys: SortedKeys
     if code == 1:

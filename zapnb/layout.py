@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 
+from zapnb.durable import release_pages
 from zapnb.errors import InvalidValueError, ZapError
 from zapnb.jsonvalues import decode_json, encode_json
 from zapnb.layoutcodec import (
@@ -362,6 +363,7 @@ class Layout:
                 with lock:
                     if row is None:
                         row = _row_of(_as_frame(table))
+                        release_pages()  # converting read the whole mapped table; rows map again on use
             return decode(row(i))
 
         return read_row

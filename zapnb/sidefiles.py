@@ -125,10 +125,9 @@ the file (``None`` if they could not be mapped: the rows in memory then serve)."
 
 def _mapped(path: Path) -> pa.Table | None:
     try:
-        rows: pa.Table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-    except (OSError, pa.ArrowException):  # the rows stay in memory: nothing is lost but the saving
+        return read_base(path)  # mapped as base files are (see zapnb.durable.release_pages)
+    except CorruptionError:  # the rows stay in memory: nothing is lost but the saving
         return None
-    return rows
 
 
 @contextlib.contextmanager

@@ -47,7 +47,7 @@ import contextlib
 import os
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple
@@ -64,7 +64,9 @@ from zapnb.durable import (
     io_error,
     make_dirs,
     read_base,
+    release_pages,
     write_base,
+    write_base_batches,
 )
 from zapnb.errors import CorruptionError, StorageIOError, ZapWarning
 from zapnb.faults import kill_point
@@ -81,9 +83,11 @@ __all__ = [
     "fsync_tree",
     "read_base",
     "read_table_version",
+    "release_pages",
     "table_path",
     "table_versions",
     "write_base",
+    "write_base_batches",
     "write_table_version",
 ]
 
@@ -195,7 +199,7 @@ def write_table_version(
         if version is None:
             mode = "create" if dataset is None else "overwrite"
             version = lance.write_dataset(
-                arrow_table, uri, mode=mode, transaction_properties=properties
+                _released(arrow_table), uri, mode=mode, transaction_properties=properties
             ).version
     except (OSError, ValueError, RuntimeError) as err:
         raise io_error(err, uri, "commit a Lance version") from err
@@ -205,6 +209,20 @@ def write_table_version(
         with contextlib.suppress(StorageIOError):  # maintenance: the next cleanup tries again
             cleanup_versions(data_dir, table, older_than=RETENTION)
     return int(version)
+
+
+def _released(table: pa.Table) -> pa.Table | pa.RecordBatchReader:
+    """``table`` read a batch at a time, letting go of the mapped pages read after each batch
+    (:func:`release_pages`): a full write of a large mapped table does not make all of it resident."""
+    if not table.num_rows:
+        return table
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in table.to_batches():
+            yield batch
+            release_pages()
+
+    return pa.RecordBatchReader.from_batches(table.schema, batches())
 
 
 def cleanup_versions(
