@@ -104,11 +104,16 @@ def w1(peer: Peer, workload: Workload, _: Sampler) -> Metrics:
     began = time.perf_counter()
     peer.load(workload.projects, workload.messages)
     seconds = time.perf_counter() - began - peer.untimed_seconds
+    loaded_peak = memory_mb("VmHWM")
+    began = time.perf_counter()
+    peer.finish_load()
     return {
         "rows": workload.rows,
         "seconds": seconds,
         "rows_per_s": workload.rows / seconds,
+        "finish_s": time.perf_counter() - began,
         "rss_before_mb": before,
+        "load_peak_rss_mb": loaded_peak,
         "peak_rss_mb": memory_mb("VmHWM"),
     }
 

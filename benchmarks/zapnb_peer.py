@@ -72,6 +72,9 @@ class ZapnbPeer(Peer):
         # two dicts are the harness's bookkeeping (several hundred MB), not part of zapnb's load.
         self._unmapped = (messages["_id"], message_ids)
 
+    def finish_load(self) -> None:
+        self.db.checkpoint()  # the checkpoint the load made due, which the background would start shortly
+
     def _settle(self) -> None:
         if self._unmapped is not None:
             given, made = self._unmapped
