@@ -234,8 +234,10 @@ def measure(key: str, data: Path, directory: Path, ops: Sequence[str], budget: f
         results[op] = _attempt(functools.partial(operation, peer, workload, sampler))
         if op == "W1" and ("skipped" in results[op] or "error" in results[op]):
             break
-    _attempt(lambda: _close(peer))
     loaded = results["W1"]
+    if "peak_rss_mb" in loaded:
+        loaded["run_peak_rss_mb"] = memory_mb("VmHWM")  # through every operation, before close
+    _attempt(lambda: _close(peer))
     if ("W1" not in ops or "W1" not in peer.ops) and not ("error" in loaded or "skipped" in loaded):
         del results["W1"]  # loaded for the other operations; not reported
     _write(out, record)
