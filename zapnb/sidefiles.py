@@ -56,7 +56,16 @@ from typing import TYPE_CHECKING, Final
 import pyarrow as pa
 
 from zapnb.changes import BulkFile
-from zapnb.durable import BATCH_ROWS, CHECKSUM_BLOCK, BaseFile, fsync_dir, io_error, make_dirs, read_base
+from zapnb.durable import (
+    BATCH_ROWS,
+    CHECKSUM_BLOCK,
+    WRITE_BUFFER,
+    BaseFile,
+    fsync_dir,
+    io_error,
+    make_dirs,
+    read_base,
+)
 from zapnb.errors import CorruptionError
 from zapnb.faults import kill_point
 from zapnb.logread import truncated_error
@@ -184,7 +193,11 @@ def _write_all(
 def _write(root: Path, path: Path, table: str, part: int, rows: pa.Table) -> PendingFile:
     options = pa.ipc.IpcWriteOptions(compression=None)
     try:
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema, options=options) as out:
+        with (
+            pa.OSFile(str(path), "wb") as file,
+            pa.BufferedOutputStream(file, WRITE_BUFFER) as sink,  # large folios: see durable.WRITE_BUFFER
+            pa.ipc.new_file(sink, rows.schema, options=options) as out,
+        ):
             out.write_table(rows, max_chunksize=BATCH_ROWS)
         size, checksums = _fsync_and_checksums(path)
     except OSError as err:
