@@ -35,6 +35,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import errno as errno_codes
 import mmap
 import os
@@ -221,7 +222,8 @@ def release_pages(mapped: mmap.mmap | None = None) -> None:
         every = [mapped]
     for one in every:
         if hasattr(mmap, "MADV_DONTNEED") and not one.closed:  # where there is none, pages stay resident
-            one.madvise(mmap.MADV_DONTNEED)
+            with contextlib.suppress(OSError, ValueError):  # only a saving: a refusal leaves them resident
+                one.madvise(mmap.MADV_DONTNEED)
 
 
 def _checksums(path: Path) -> list[tuple[int, int]]:
