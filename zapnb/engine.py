@@ -13,8 +13,9 @@ Responsibilities:
   :class:`~zapnb.changes.ChangeSet` of each to listeners (the conflict check, watched queries);
 - watch the log for other processes' commits, so they become visible within a few tens of milliseconds.
 
-It holds no business logic of its own: table state, index keys, record formats and checkpoints live in their
-modules. See ``docs/design-storage.md``.
+It holds no business logic of its own: table state, index keys, record formats and checkpoint files live in
+their modules, and writing, loading and swapping in checkpoints in :mod:`zapnb.enginecheckpoints`. See
+``docs/design-storage.md``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ import collections
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -34,9 +33,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from zapnb import checkpoint as checkpoints
 from zapnb import shutdown, sidefiles
 from zapnb.bulk import BulkPart, BulkRows, bulk_parts, keys_meanwhile
+from zapnb.catalog import Catalog, Snapshot, next_table_number
 from zapnb.changes import (
     BulkChange,
     BulkFile,
@@ -51,16 +50,15 @@ from zapnb.changes import (
     encode_record,
 )
 from zapnb.datadir import FORMAT_VERSION, check_format
+from zapnb.enginecheckpoints import Checkpoints
 from zapnb.errors import (
     ClosedError,
     ConflictError,
     CorruptionError,
     LogTruncatedError,
     UsedAfterForkError,
-    ZapWarning,
 )
 from zapnb.faults import kill_point
-from zapnb.ids import FIRST_USER_TABLE_NUMBER
 from zapnb.index import IndexSpec
 from zapnb.indexbuild import build_index, system_indexes, user_index_specs
 from zapnb.layout import Layout
@@ -68,42 +66,18 @@ from zapnb.log import DEFAULT_SEGMENT_SIZE, CommitLog, LogRecord, forks
 from zapnb.schema import Schema
 from zapnb.tablestate import TableState
 
-__all__ = ["FORMAT_VERSION", "Catalog", "Engine", "Snapshot"]
+__all__ = ["FORMAT_VERSION", "Catalog", "Engine", "Snapshot", "next_table_number"]
 
 RECENT_COMMITS = 50_000  # change sets kept for conflict checks; an older snapshot conflicts conservatively
 RECENT_DOCUMENTS = 250_000  # ...and at most this many documents written in them (bulk inserts hold keys)
 WATCH_INTERVAL = 0.02
-CHECKPOINT_WRITES = 50_000  # checkpoint once this many document writes are held in memory...
-CHECKPOINT_SECONDS = 60.0  # ...or this long after the first write since the last checkpoint
 
 Durability = Literal["full", "process"]
 Listener = Callable[[ChangeSet], None]
 Document = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Catalog:
-    """The active schema (``None`` before the first deploy) and every table's number."""
-
-    schema: Schema | None = None
-    numbers: Mapping[str, int] = field(default_factory=dict)
-
-
-def next_table_number(numbers: Mapping[str, int]) -> int:
-    """The number a new table gets, given the tables numbered so far (user tables start at 10001)."""
-    return max(numbers.values(), default=FIRST_USER_TABLE_NUMBER - 1) + 1
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A consistent view of the database at one commit: reads at ``lsn`` see exactly the commits up to it."""
-
-    lsn: int
-    tables: Mapping[str, TableState]
-    catalog: Catalog
-
-
-class Engine:
+class Engine(Checkpoints):
     """One open data directory. Thread-safe; not fork-safe (a forked child must open its own)."""
 
     def __init__(self, path: Path, log: CommitLog) -> None:
@@ -542,139 +516,6 @@ class Engine:
             except Exception:  # keep watching; the next reader or writer meets the problem itself
                 self._closed.wait(WATCH_INTERVAL)
 
-    # --- checkpoints ---------------------------------------------------------------------------------------
-
-    def checkpoint(self) -> bool:
-        """Write a checkpoint now (:mod:`zapnb.checkpoint`); ``False`` if another process is writing one."""
-        self.check_usable()
-        with self._checkpoint_mutex:
-            with self._apply_lock:
-                lsn, catalog = self._applied, self._catalog
-                tables = {name: state.frozen() for name, state in self._tables.items()}
-                written = self._writes_since_checkpoint
-            info = checkpoints.write_checkpoint(self.path, lsn, tables, catalog.schema, catalog.numbers)
-            if info is None:
-                return False
-            self._swap(info, written=True)
-            with self._apply_lock:
-                self._writes_since_checkpoint -= written
-                self._first_write_at = None if self._writes_since_checkpoint == 0 else time.monotonic()
-            kill_point("checkpoint.after_info_write_before_truncate")
-            self.log.truncate_before(info.previous_lsn + 1)  # keep one checkpoint's worth of log
-            sidefiles.remove_unreferenced(self.path, self.log)  # those of bulk commits no longer in the log
-            return True
-
-    def _maybe_checkpoint(self) -> None:
-        info = checkpoints.read_info(self.path)
-        if info is not None and self._checkpoint_lsn < info.lsn <= self._applied:
-            self._swap(info)  # another process checkpointed: map its files, drop what they hold from memory
-        due = self._writes_since_checkpoint >= CHECKPOINT_WRITES or (
-            self._first_write_at is not None and time.monotonic() - self._first_write_at >= CHECKPOINT_SECONDS
-        )
-        if due:
-            self.checkpoint()
-
-    def _load_checkpoint(self, *, replace: bool = False) -> None:
-        loaded = self._load_newest(lambda info: info.tables)
-        if loaded is None:
-            return
-        info, schema, tables = loaded
-        with self._apply_lock:
-            if not replace and self._applied:
-                return
-            self._tables = tables
-            self._catalog = Catalog(schema, dict(info.numbers))
-            self._checkpoint_lsn = info.lsn
-            self._applied = min([info.lsn, *(state.base_lsn for state in tables.values())])
-            self._recent.clear()
-            self._recent_documents = 0
-            self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
-
-    def _load_newest(
-        self,
-        pick: Callable[[checkpoints.CheckpointInfo], Mapping[str, Mapping[str, Any]]],
-        written: int | None = None,
-    ) -> tuple[checkpoints.CheckpointInfo, Schema | None, dict[str, TableState]] | None:
-        """Load the tables ``pick`` chooses from the newest checkpoint.
-
-        Another process may checkpoint (and delete the files this one is about to map) in between: then the
-        newer checkpoint is loaded instead. Only a file that is damaged while it is still the newest is
-        rebuilt from Lance, with a warning. The files of the checkpoint at ``written``, which this process
-        has just written and fsynced, are mapped without reading every byte (that would make all of a large
-        base resident at once).
-        """
-        info = checkpoints.read_info(self.path)
-        while info is not None:
-            schema = None if info.schema is None else Schema.from_json(info.schema)
-            tables: dict[str, TableState] = {}
-            try:
-                for name, entry in pick(info).items():
-                    tables[name] = self._load_table(name, entry, schema, info.lsn, info.lsn != written)
-            except _SupersededError as newer:
-                info = newer.info
-                continue
-            return info, schema, tables
-        return None
-
-    def _load_table(
-        self, name: str, entry: Mapping[str, Any], schema: Schema | None, lsn: int, verify: bool = True
-    ) -> TableState:
-        definition = None if schema is None else schema.tables.get(name)
-        try:
-            return checkpoints.load_table(self.path, name, entry, definition, lsn, verify=verify)
-        except CorruptionError as err:
-            now = checkpoints.read_info(self.path)
-            if now is not None and now.lsn != lsn:
-                raise _SupersededError(now) from err
-            warnings.warn(
-                ZapWarning(
-                    f"{err} Table {name!r} was rebuilt from its Lance dataset and the commit log instead; "
-                    "nothing is lost. The damaged file is replaced at the next checkpoint."
-                ),
-                stacklevel=2,
-            )
-            return checkpoints.rebuild_table(self.path, name, entry, definition)
-
-    def _swap(self, info: checkpoints.CheckpointInfo, *, written: bool = False) -> None:
-        """Replace the states of the tables a checkpoint wrote by ones mapped from its files (``written``:
-        this process wrote them)."""
-        loaded = self._load_newest(
-            lambda newest: {n: e for n, e in newest.tables.items() if int(e["lsn"]) == newest.lsn},
-            info.lsn if written else None,
-        )
-        if loaded is None:
-            return
-        newest, _schema, tables = loaded
-        # Commits go on while the new states catch up with what was applied so far (outside the lock); the
-        # lock is held only to add the few commits applied meanwhile and switch (see docs/design-storage.md).
-        upto, olds = self._applied, dict(self._tables)
-        if newest.lsn > upto:
-            return  # not caught up with that checkpoint yet: the watcher swaps it in later
-        carried = {
-            name: checkpoints.carry_over(olds[name], new, until=upto)
-            for name, new in tables.items()
-            if name in olds and set(olds[name].indexes) == set(new.indexes)
-        }
-        with self._apply_lock:
-            if any(self._tables.get(name) is not olds[name] for name in carried) or not self._recent_since(
-                upto
-            ):
-                return  # a deploy or a reload came between: the watcher swaps a newer checkpoint in later
-            recent = [changes for changes in self._recent if changes.lsn > upto]
-            for name, new in carried.items():
-                self._tables[name] = checkpoints.carry_recent(olds[name], new, recent, upto)
-            self._checkpoint_lsn = max(self._checkpoint_lsn, newest.lsn)
-            self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
-
-    def _recent_since(self, lsn: int) -> bool:
-        """Whether the change sets kept for conflict checks hold every commit after ``lsn`` (call it under the
-        apply lock)."""
-        if self._applied == lsn:
-            return True
-        if any(deployed > lsn for deployed in self._deploys):
-            return False
-        return bool(self._recent) and self._recent[0].lsn <= lsn + 1
-
 
 class _InFlight:
     """How many threads are inside a block: ``with in_flight:`` counts one in, and out at the end."""
@@ -694,14 +535,6 @@ class _InFlight:
     def __exit__(self, *_: object) -> None:
         with self._lock:
             self._count -= 1
-
-
-class _SupersededError(Exception):
-    """A checkpoint's files vanished because a newer checkpoint replaced it."""
-
-    def __init__(self, info: checkpoints.CheckpointInfo) -> None:
-        super().__init__(f"checkpoint {info.lsn} superseded")
-        self.info = info
 
 
 def _index_specs(snapshot: Snapshot, table: str) -> list[IndexSpec]:
