@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
-from zapnb.errors import InvalidCursorError
+from zapnb.errors import InvalidCursorError, InvalidQueryError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -54,6 +54,7 @@ __all__ = [
     "PageStatus",
     "PaginationResult",
     "after",
+    "check_page_arguments",
     "cursor_bounds",
     "fingerprint",
     "make_cursor",
@@ -205,3 +206,16 @@ def cursor_bounds(
         else:
             hi = _smaller(hi, after(end))
     return (lo, hi), start, end
+
+
+def check_page_arguments(num_items: int, maximum_rows_read: int, end_cursor: str | None) -> None:
+    """Refuse ``paginate()`` arguments that cannot make a page, with :class:`~zapnb.errors.InvalidQueryError`
+    (``num_items`` may be anything when an ``end_cursor`` fixes where the page ends)."""
+    if end_cursor is None and (type(num_items) is not int or num_items < 1):
+        raise InvalidQueryError(
+            f"paginate() takes num_items, a whole number of rows >= 1, not {num_items!r}.", method="paginate"
+        )
+    if type(maximum_rows_read) is not int or maximum_rows_read < 1:
+        raise InvalidQueryError(
+            f"paginate() takes maximum_rows_read >= 1, not {maximum_rows_read!r}.", method="paginate"
+        )

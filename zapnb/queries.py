@@ -58,8 +58,6 @@ from zapnb.changes import ReadRange
 from zapnb.documents import result_document
 from zapnb.errors import (
     FilterScanWarning,
-    IndexNotFoundError,
-    IndexStagedError,
     InvalidQueryError,
     NotUniqueError,
 )
@@ -71,10 +69,12 @@ from zapnb.pagination import (
     PageStatus,
     PaginationResult,
     after,
+    check_page_arguments,
     cursor_bounds,
     fingerprint,
     make_cursor,
 )
+from zapnb.queryindex import resolve_index, table_definition
 from zapnb.ranges import IndexRangeBuilder, KeyRange, compile_range, field_validators, literal_coercer
 from zapnb.transaction import Transaction
 from zapnb.vectorfilter import vector_filter
@@ -83,7 +83,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from zapnb.engine import Engine, Snapshot
-    from zapnb.schema import Schema, TableDefinition
+    from zapnb.schema import Schema
 
 __all__ = ["FULL_SCAN_WARNING", "SCAN_WARNING_RATIO", "Explain", "Order", "PaginationResult", "Query"]
 
@@ -172,62 +172,9 @@ class _Read:
     middle: bytes | None = None
 
 
-def _table_definition(schema: Schema | None, table: str) -> TableDefinition | None:
-    return None if schema is None else schema.tables.get(table)
-
-
-def _resolve_index(snapshot: Snapshot, table: str, name: str) -> IndexSpec:
-    spec = _declared_index(snapshot, table, name)
-    state = snapshot.tables.get(table)
-    if state is not None and name in state.indexes and state.indexes[name][0] == spec:
-        return state.indexes[name][0]  # the table's own spec: its key function is already built
-    return spec
-
-
 WHOLE_RANGE_ROWS: Final = 256
 """``collect()``, and ``count()`` with a filter, read a range of at least this many rows whole, as arrays; a
 shorter one entry by entry (faster below about this size: the arrays' set-up costs 15-30 µs)."""
-
-_DECLARED: dict[tuple[int, str, str], tuple[Schema | None, IndexSpec]] = {}
-_DECLARED_MOST: Final = 1024
-
-
-def _declared_index(snapshot: Snapshot, table: str, name: str) -> IndexSpec:
-    """The spec of a declared index (built once per schema, table and index: an :class:`IndexSpec` makes its
-    key function when it is made)."""
-    schema = snapshot.catalog.schema
-    known = _DECLARED.get((id(schema), table, name))
-    if known is not None and known[0] is schema:
-        return known[1]
-    spec = _new_declared_index(snapshot, table, name)
-    if len(_DECLARED) >= _DECLARED_MOST:
-        _DECLARED.clear()
-    _DECLARED[(id(schema), table, name)] = (schema, spec)
-    return spec
-
-
-def _new_declared_index(snapshot: Snapshot, table: str, name: str) -> IndexSpec:
-    if name == "by_id":
-        return IndexSpec.by_id()
-    if name == "by_creation_time":
-        return IndexSpec.by_creation_time()
-    definition = _table_definition(snapshot.catalog.schema, table)
-    declared = {} if definition is None else {index.name: index for index in definition.indexes}
-    if name not in declared:
-        raise IndexNotFoundError(
-            f"Index {table}.{name} not found.",
-            table=table,
-            index=name,
-            available=("by_creation_time", "by_id", *sorted(declared)),
-        )
-    if declared[name].staged:
-        raise IndexStagedError(
-            f"Index {table}.{name} is currently staged and not available to query until it is enabled. "
-            "Deploy the schema with this index's staged=False to enable it.",
-            table=table,
-            index=name,
-        )
-    return IndexSpec(name, declared[name].fields)
 
 
 def _gc_paused(terminal: Callable[P, R]) -> Callable[P, R]:
@@ -356,8 +303,8 @@ class Query:
         schema = snapshot.catalog.schema
         if self._cache and self._cache[0].schema is schema:
             return self._cache[0]
-        spec = _resolve_index(snapshot, self.table, self.index)
-        definition = _table_definition(schema, self.table)
+        spec = resolve_index(snapshot, self.table, self.index)
+        definition = table_definition(schema, self.table)
         keys = compile_range(self.table, spec, self._range, literal_coercer(definition))
         predicate, vector = None, None
         if self._filters:
@@ -610,7 +557,7 @@ class Query:
         ``page_status`` and ``split_cursor``. A cursor from another query raises
         :class:`~zapnb.errors.InvalidCursorError`.
         """
-        _check_page_arguments(num_items, maximum_rows_read, end_cursor)
+        check_page_arguments(num_items, maximum_rows_read, end_cursor)
         tx, plan, source = self._start()
         reverse, query_print = self._order == "desc", plan.fingerprint(self.table, self._order, self._filters)
         bounds, start, end = cursor_bounds(plan.keys, query_print, cursor, end_cursor, reverse)
@@ -663,14 +610,3 @@ def _all_of(checks: list[Callable[[Mapping[str, Any]], bool]]) -> Callable[[Mapp
         return all(check(doc) for check in checks)
 
     return keep
-
-
-def _check_page_arguments(num_items: int, maximum_rows_read: int, end_cursor: str | None) -> None:
-    if end_cursor is None and (type(num_items) is not int or num_items < 1):
-        raise InvalidQueryError(
-            f"paginate() takes num_items, a whole number of rows >= 1, not {num_items!r}.", method="paginate"
-        )
-    if type(maximum_rows_read) is not int or maximum_rows_read < 1:
-        raise InvalidQueryError(
-            f"paginate() takes maximum_rows_read >= 1, not {maximum_rows_read!r}.", method="paginate"
-        )
