@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strace_support import run_with_failing_fsync
 
 from zapnb.errors import (
     ClosedError,
@@ -711,36 +712,8 @@ def test_every_acknowledgment_follows_the_fdatasync_of_its_record(tmp_path: Path
     assert renames >= 3  # the first segment and rollovers
 
 
-EIO_CHILD = r"""
-import sys
-from zapnb.errors import StorageIOError
-from zapnb.log import CommitLog
-log = CommitLog.open(sys.argv[1])
-acked = []
-try:
-    for i in range(20):
-        acked.append(log.append(b"r%d" % i))
-except StorageIOError as err:
-    print(err.operation, len(acked))
-try:
-    log.append(b"after the failure")
-except StorageIOError:
-    print("refused")
-"""
-
-
 def test_a_failed_fsync_is_reported_and_refuses_further_writes(tmp_path: Path) -> None:
-    if shutil.which("strace") is None:
-        pytest.skip("strace is not installed")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "inject=fdatasync:error=EIO:when=6"]
-    out = subprocess.run(
-        [*args, sys.executable, "-c", EIO_CHILD, str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
+    out = run_with_failing_fsync(tmp_path, "fdatasync:error=EIO:when=6", "    return log.append(b'r%d' % i)")
     operation, count = out[0].split()
     assert operation == "fsync"
     assert out[1] == "refused"

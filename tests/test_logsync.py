@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from strace_support import run_with_failing_fsync
 
 from zapnb.log import CommitLog
 from zapnb.logaio import AsyncFlush
@@ -144,40 +145,14 @@ def test_every_acknowledgment_follows_the_completion_of_its_early_fsync(tmp_path
     assert early >= 100  # most commits used an fsync started early
 
 
-EIO_CHILD = r"""
-import sys
-from zapnb.errors import StorageIOError
-from zapnb.log import CommitLog
-log = CommitLog.open(sys.argv[1])
-acked = []
-try:
-    for i in range(20):
-        with log.writer(wait=False) as w:
-            lsn = w.append(b"r%d" % i)
-        log.wait_durable(lsn)
-        acked.append(lsn)
-except StorageIOError as err:
-    print(err.operation, len(acked))
-try:
-    log.append(b"after the failure")
-except StorageIOError:
-    print("refused")
-"""
-
-
 def test_a_failed_early_fsync_is_reported_and_refuses_further_writes(tmp_path: Path) -> None:
-    if shutil.which("strace") is None:
-        pytest.skip("strace is not installed")
     if AsyncFlush.open() is None:
         pytest.skip("this system cannot start an fdatasync without waiting")
-    args = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "inject=io_getevents:error=EIO:when=5"]
-    out = subprocess.run(
-        [*args, sys.executable, "-c", EIO_CHILD, str(tmp_path)],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
+    write = """    with log.writer(wait=False) as w:
+        lsn = w.append(b"r%d" % i)
+    log.wait_durable(lsn)
+    return lsn"""
+    out = run_with_failing_fsync(tmp_path, "io_getevents:error=EIO:when=5", write)
     operation, count = out[0].split()
     assert operation == "fsync"
     assert int(count) < 20
