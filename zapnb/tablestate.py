@@ -98,17 +98,20 @@ class TableState:
             for lsn, doc in reversed(versions):
                 if lsn <= snapshot:
                     return doc
-        position = self.base_position(doc_id, snapshot)
-        return None if position < 0 else self.read_row(position)
+        return self._base_document(doc_id, snapshot)
 
     def get_copy(self, doc_id: str, snapshot: int) -> dict[str, Any] | None:
         """:meth:`get`, as a document the caller owns (:func:`~zapnb.documents.result_document`): an overlay
         version is copied, a base row is read afresh (and labelled as it is read)."""
         if doc_id not in self.overlay:
-            position = self.base_position(doc_id, snapshot)
-            return None if position < 0 else self.read_row(position)
+            return self._base_document(doc_id, snapshot)
         doc = self.get(doc_id, snapshot)
         return None if doc is None else result_document(self.name, doc)
+
+    def _base_document(self, doc_id: str, snapshot: int) -> dict[str, Any] | None:
+        """The document's row in the base, read afresh, or ``None`` if the base does not hold it."""
+        position = self.base_position(doc_id, snapshot)
+        return None if position < 0 else self.read_row(position)
 
     def base_position(self, doc_id: str, snapshot: int | None = None) -> int:
         """The row of this document in the base (a batch's row only if applied at or before ``snapshot``),
