@@ -68,6 +68,7 @@ __all__ = [
     "release_pages",
     "write_base",
     "write_base_batches",
+    "write_ipc",
 ]
 
 BATCH_ROWS: Final = 65_536
@@ -138,18 +139,8 @@ def write_base_batches(
     path = Path(path)
     make_dirs(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    options = pa.ipc.IpcWriteOptions(compression=None)
-    rows = 0
     try:
-        with (
-            pa.OSFile(str(temporary), "wb") as file,
-            pa.BufferedOutputStream(file, WRITE_BUFFER) as sink,
-            pa.ipc.new_file(sink, schema, options=options) as w,
-        ):
-            for batch in batches:
-                for start in range(0, batch.num_rows, BATCH_ROWS):
-                    w.write_batch(batch.slice(start, BATCH_ROWS))
-                rows += batch.num_rows
+        rows = write_ipc(temporary, schema, batches)
         fsync_file(temporary)
         checksums = _checksums(temporary)
         kill_point("durable.before_base_rename")
@@ -159,6 +150,24 @@ def write_base_batches(
         temporary.unlink(missing_ok=True)
         raise io_error(err, path, "write a base file") from err
     return BaseFile(str(path), sum(n for n, _ in checksums), rows, tuple(c for _, c in checksums))
+
+
+def write_ipc(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
+    """Write ``batches`` as an uncompressed Arrow IPC file at ``path`` (not fsynced), in record batches of at
+    most :data:`BATCH_ROWS` rows and writes of :data:`WRITE_BUFFER` bytes; return the rows written. Raises
+    ``OSError`` when the disk refuses."""
+    options = pa.ipc.IpcWriteOptions(compression=None)
+    rows = 0
+    with (
+        pa.OSFile(str(path), "wb") as file,
+        pa.BufferedOutputStream(file, WRITE_BUFFER) as sink,
+        pa.ipc.new_file(sink, schema, options=options) as w,
+    ):
+        for batch in batches:
+            for start in range(0, batch.num_rows, BATCH_ROWS):
+                w.write_batch(batch.slice(start, BATCH_ROWS))
+            rows += batch.num_rows
+    return rows
 
 
 def read_base(path: str | os.PathLike[str], *, expected: BaseFile | None = None) -> pa.Table:

@@ -57,14 +57,13 @@ import pyarrow as pa
 
 from zapnb.changes import BulkFile
 from zapnb.durable import (
-    BATCH_ROWS,
     CHECKSUM_BLOCK,
-    WRITE_BUFFER,
     BaseFile,
     fsync_dir,
     io_error,
     make_dirs,
     read_base,
+    write_ipc,
 )
 from zapnb.errors import CorruptionError
 from zapnb.faults import kill_point
@@ -191,14 +190,8 @@ def _write_all(
 
 
 def _write(root: Path, path: Path, table: str, part: int, rows: pa.Table) -> PendingFile:
-    options = pa.ipc.IpcWriteOptions(compression=None)
     try:
-        with (
-            pa.OSFile(str(path), "wb") as file,
-            pa.BufferedOutputStream(file, WRITE_BUFFER) as sink,  # large folios: see durable.WRITE_BUFFER
-            pa.ipc.new_file(sink, rows.schema, options=options) as out,
-        ):
-            out.write_table(rows, max_chunksize=BATCH_ROWS)
+        write_ipc(path, rows.schema, rows.to_batches())
         size, checksums = _fsync_and_checksums(path)
     except OSError as err:
         path.unlink(missing_ok=True)
