@@ -14,7 +14,7 @@ import pytest
 import zapnb
 from zapnb import engine as engine_module
 from zapnb import v
-from zapnb.changes import ChangeSet, Record
+from zapnb.changes import ChangeSet, Record, Write
 from zapnb.engine import Engine
 
 
@@ -183,3 +183,32 @@ def test_records_a_commit_applies_are_the_ones_it_made(
     assert lsn == db._engine.log.last_lsn()
     assert not isinstance(record, bytes)
     assert [w.id for w in record.writes] == [note]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_an_insert_of_an_id_the_table_holds_is_refused_by_its_by_id_index(
+    db: zapnb.Database, checkpointed: bool
+) -> None:
+    """Secondary indexes do not search their base for an added key (each key ends with its document's ID);
+    the ``by_id`` index does, so a second insert of one ID is still refused, in the delta and in the base."""
+    schema = zapnb.define_schema({"notes": zapnb.define_table({"n": v.float64()}).index("by_n", ["n"])})
+    db.deploy(schema, progress=False)
+    doc_id = db.insert("notes", {"n": 1.0})
+    if checkpointed:
+        assert db.checkpoint()
+    engine = db._engine
+    state = engine.snapshot().tables["notes"]
+    stored = db.get(doc_id)
+    assert stored is not None
+    by_n = state.indexes["by_n"][1]
+    before = by_n.count(None, None, snapshot=engine.snapshot().lsn)
+    with pytest.raises(
+        zapnb.errors.IndexConsistencyError,
+        match=r"Index notes\.by_id refused an operation: adding a key the index already holds",
+    ):
+        state.apply_many(
+            engine.snapshot().lsn + 1,
+            [Write("notes", str(doc_id), {**stored, "n": 2.0})],
+            {str(doc_id): None},
+        )
+    assert by_n.count(None, None, snapshot=engine.snapshot().lsn + 1) == before

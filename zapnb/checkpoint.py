@@ -35,6 +35,7 @@ from zapnb.changes import ChangeSet, Write
 from zapnb.errors import CorruptionError
 from zapnb.faults import kill_point
 from zapnb.index import IndexData, IndexSpec, PositionsFor
+from zapnb.indexbuild import index_label
 from zapnb.layout import Layout
 from zapnb.schema import Schema, TableDefinition
 from zapnb.storage import (
@@ -150,7 +151,8 @@ def load_table(
     indexes: dict[str, tuple[IndexSpec, IndexData]] = {}
     for index_name, index in entry["indexes"].items():
         spec = IndexSpec(index_name, tuple(index["fields"]), index["kind"])
-        indexes[index_name] = (spec, IndexData.load(root / "indexes", index["file"]))
+        label = index_label(name, spec)
+        indexes[index_name] = (spec, IndexData.load(root / "indexes", index["file"], label=label))
     state = TableState(
         name=name,
         number=int(entry["number"]),
@@ -179,7 +181,8 @@ def rebuild_table(
     indexes: dict[str, tuple[IndexSpec, IndexData]] = {}
     for index_name, index in entry["indexes"].items():
         spec = IndexSpec(index_name, tuple(index["fields"]), index["kind"])
-        indexes[index_name] = (spec, IndexData.build([spec.key_for(d) for d in docs], positions, lsn=lsn))
+        keys = [spec.key_for(d) for d in docs]
+        indexes[index_name] = (spec, IndexData.build(keys, positions, lsn=lsn, name=index_label(name, spec)))
     state = TableState(name, int(entry["number"]), indexes, lsn, table.num_rows, layout.row_reader(table))
     state.base = table
     return state

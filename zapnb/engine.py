@@ -496,7 +496,7 @@ class Engine(Checkpoints):
                     file=str(self.path / "log"),
                     offset=0,
                 )
-            state = TableState(name, number, system_indexes())
+            state = TableState(name, number, system_indexes(name))
             self._tables[name] = state
         return state
 

@@ -312,10 +312,13 @@ class IndexData:
         return cls(sorted_keys, rows[order], lsn, name=name)
 
     @classmethod
-    def load(cls, directory: str | Path, name: str, *, mmap: bool = True, verify: bool = False) -> IndexData:
+    def load(
+        cls, directory: str | Path, name: str, *, mmap: bool = True, verify: bool = False, label: str = ""
+    ) -> IndexData:
         """Open an index saved by :meth:`save` (memory-mapped by default: well under a millisecond).
 
-        ``verify=True`` also checksums the whole file (see :mod:`zapnb.indexfile`).
+        ``verify=True`` also checksums the whole file (see :mod:`zapnb.indexfile`). ``label`` names the
+        index in errors (``table.index``); the file's name by default.
 
         Raises
         ------
@@ -323,7 +326,7 @@ class IndexData:
             If the file is missing or damaged.
         """
         keys, positions, base_lsn = load_index(Path(directory), name, mmap=mmap, verify=verify)
-        return cls(keys, positions, base_lsn, name=name)
+        return cls(keys, positions, base_lsn, name=label or name)
 
     def save(self, directory: str | Path, name: str) -> Path:
         """Write the base (the keys as of :attr:`base_lsn`) to ``directory``, atomically; returns the path.
@@ -363,11 +366,19 @@ class IndexData:
 
     # --- writing --------------------------------------------------------------------------------------------
 
-    def apply(self, lsn: int, removed: Iterable[bytes], added: Iterable[tuple[bytes, str]]) -> None:
+    def apply(
+        self,
+        lsn: int,
+        removed: Iterable[bytes],
+        added: Iterable[tuple[bytes, str]],
+        *,
+        search_added: bool = True,
+    ) -> None:
         """Apply one commit: remove the keys ``removed``, then add the ``(key, doc_id)`` pairs ``added``.
 
         An update that leaves a document's key unchanged is not passed. LSNs never go down (several calls may
-        share one). All or nothing.
+        share one). All or nothing. Without ``search_added`` the added keys are looked for only among the
+        keys added since the base, not in the base and the runs (see :meth:`Delta.apply`).
 
         Raises
         ------
@@ -379,7 +390,7 @@ class IndexData:
             raise inconsistency(
                 self.name, f"a commit at LSN {lsn}, not after the base at {self.base_lsn}", lsn, None
             )
-        self._delta.apply(lsn, list(removed), list(added), self._keys)
+        self._delta.apply(lsn, list(removed), list(added), self._keys, search_added=search_added)
 
     def apply_run(self, lsn: int, keys: KeysInput | SortedKeys, positions: npt.ArrayLike) -> None:
         """Apply one commit's bulk insert: the new ``keys``, ``positions[i]`` being the table-base row of the

@@ -20,13 +20,20 @@ from zapnb.progress import progress
 if TYPE_CHECKING:
     from zapnb.tablestate import TableState
 
-__all__ = ["build_index", "system_indexes", "user_index_specs"]
+__all__ = ["build_index", "index_label", "system_indexes", "user_index_specs"]
 
 
-def system_indexes() -> dict[str, tuple[IndexSpec, IndexData]]:
-    """Fresh, empty ``by_id`` and ``by_creation_time`` indexes."""
+def system_indexes(table: str = "") -> dict[str, tuple[IndexSpec, IndexData]]:
+    """Fresh, empty ``by_id`` and ``by_creation_time`` indexes (of ``table``, which names them in errors)."""
     specs = (IndexSpec.by_id(), IndexSpec.by_creation_time())
-    return {spec.name: (spec, IndexData.build([], [], lsn=0)) for spec in specs}
+    return {
+        spec.name: (spec, IndexData.build([], [], lsn=0, name=index_label(table, spec))) for spec in specs
+    }
+
+
+def index_label(table: str, spec: IndexSpec) -> str:
+    """How errors name an index: ``table.index`` (just the index's name when the table is not known)."""
+    return f"{table}.{spec.name}" if table else spec.name
 
 
 def user_index_specs(definition: Any) -> list[IndexSpec]:
@@ -36,7 +43,7 @@ def user_index_specs(definition: Any) -> list[IndexSpec]:
 
 def build_index(state: TableState, spec: IndexSpec, lsn: int, *, show_progress: bool = False) -> IndexData:
     """Build ``spec`` over the documents ``state`` holds at ``lsn`` (a progress bar for long builds)."""
-    data = IndexData.build([], [], lsn=0)
+    data = IndexData.build([], [], lsn=0, name=index_label(state.name, spec))
     added = []
     with progress(state.count(lsn), f"building {state.name}.{spec.name}", enabled=show_progress) as bar:
         for doc in state.documents(lsn):

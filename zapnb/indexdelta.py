@@ -227,19 +227,31 @@ class Delta:
     # --- writing --------------------------------------------------------------------------------------------
 
     def apply(
-        self, lsn: int, removed: Sequence[bytes], added: Sequence[tuple[bytes, str]], base: SortedKeys
+        self,
+        lsn: int,
+        removed: Sequence[bytes],
+        added: Sequence[tuple[bytes, str]],
+        base: SortedKeys,
+        *,
+        search_added: bool = True,
     ) -> None:
         """Remove ``removed`` and then add ``added`` at ``lsn``, or raise and change nothing.
 
         Large commits (a bulk import, an index backfill) are checked against the base in one vectorised
         search and merged into the sorted lists in one pass.
+
+        Without ``search_added`` an added key is checked against the keys added since the base only, not
+        searched for in the base and the runs: for a caller that knows no live key can equal it. A table's
+        secondary index is such a caller. Each of its keys ends with its document's ID, so an added key
+        that the index already held would be a second key of one document, and the table has already
+        checked that document against its ``by_id`` index (which is searched) and removed its old key.
         """
         with self.lock:
             self._check_order(lsn)
             if removed:
                 from_delta, from_base, from_runs = self._plan_removals(lsn, removed, base)
             if added:
-                self._check_additions(lsn, set(removed), added, base)
+                self._check_additions(lsn, set(removed), added, base if search_added else None)
             if removed:
                 self._remove(lsn, from_delta, from_base, from_runs)
             if added:
@@ -288,7 +300,7 @@ class Delta:
         return from_delta, from_base, from_runs
 
     def _check_additions(
-        self, lsn: int, removed: set[bytes], added: Sequence[tuple[bytes, str]], base: SortedKeys
+        self, lsn: int, removed: set[bytes], added: Sequence[tuple[bytes, str]], base: SortedKeys | None
     ) -> None:
         keys = [key for key, _doc_id in added]
         if len(set(keys)) != len(keys):
@@ -297,6 +309,8 @@ class Delta:
         for key in keys:
             if key in self._live and key not in removed:
                 raise inconsistency(self.name, "adding a key the index already holds", lsn, key)
+        if base is None:
+            return
         fresh = [key for key in keys if key not in removed and key not in self._live]
         for key, position in zip(fresh, base.find_many(fresh), strict=True):
             if position >= 0 and position not in self._tomb:

@@ -193,7 +193,8 @@ class TableState:
                     if new_key is not None:
                         added.append((new_key, write.id))
             if removed or added:
-                data.apply(lsn, removed, added)
+                # the by_id index is searched for every added ID; the others need not be (Delta.apply)
+                data.apply(lsn, removed, added, search_added=spec.kind == "by_id")
         for write in writes:
             self.overlay.setdefault(write.id, []).append((lsn, write.doc))
         return [

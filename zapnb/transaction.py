@@ -74,7 +74,8 @@ class Transaction:
         self._writes: dict[str, Write] = {}
         self._bulk = PendingBulk()
         self._reads: list[ReadRange] = []
-        self._seen: dict[str, Mapping[str, Any] | None] = {}  # read by ID from the snapshot, as stored
+        # by ID at the snapshot, as stored: what was read, and None for the IDs this transaction made
+        self._seen: dict[str, Mapping[str, Any] | None] = {}
         self._new_tables: dict[str, int] = {}
         self._done = False
         self.commit_lsn: int | None = None
@@ -178,6 +179,7 @@ class Transaction:
         for doc_id, doc in zip(ids, docs, strict=True):
             stored_doc = {"_id": doc_id, "_creationTime": self._engine.creation_time(), **doc}
             self._writes[doc_id] = Write(table, doc_id, stored_doc)
+            self._seen[doc_id] = None  # a new ID: applying the commit need not look it up
         return ids
 
     def _insert_columns(self, table: str, columns: pl.DataFrame) -> list[Id]:
@@ -189,6 +191,7 @@ class Transaction:
             return ids
         for doc in batch.layout.to_documents(batch.rows):
             self._writes[doc["_id"]] = Write(table, doc["_id"], doc)
+            self._seen[doc["_id"]] = None
         return ids
 
     def patch(self, doc_id: str, fields: Mapping[str, Any]) -> None:
