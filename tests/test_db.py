@@ -296,3 +296,17 @@ def test_closed_database_says_so(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(zapnb.ClosedError, match="is closed"):
         db.insert("t", {})
+
+
+def test_a_damaged_id_reads_as_no_document_and_writes_to_it_fail(tmp_path: Path) -> None:
+    """An ID with one character changed still names its table in its first characters; looking it up finds
+    nothing, exactly as the full check of the ID would have decided."""
+    with zapnb.connect(tmp_path) as db:
+        doc_id = str(db.insert("notes", {"n": 1}))
+        damaged = doc_id[:10] + ("0" if doc_id[10] != "0" else "1") + doc_id[11:]
+        assert db.get(damaged) is None
+        with db.transaction() as tx:
+            assert tx.get(damaged) is None
+        with pytest.raises(zapnb.NonexistentDocumentError):
+            db.patch(damaged, {"n": 2})
+        assert (db.get(doc_id) or {}).get("n") == 1

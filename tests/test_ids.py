@@ -24,6 +24,8 @@ from zapnb.ids import (
     is_valid_id,
     labeller,
     new_ids,
+    table_number_for_lookup,
+    table_number_of,
 )
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "convex-snapshot-anouk"
@@ -409,3 +411,29 @@ def test_the_fast_text_of_20_bytes_is_the_general_one(data: bytes) -> None:
     from zapnb.ids import _base32, _base32_160
 
     assert _base32_160(int.from_bytes(data, "big")) == _base32(data)
+
+
+@pytest.mark.parametrize("number", EDGE_TABLE_NUMBERS)
+def test_the_lookup_table_number_of_an_id_is_its_table_number(number: int) -> None:
+    for doc_id in new_ids(number, 200):
+        assert table_number_for_lookup(doc_id) == table_number_for_lookup(str(doc_id)) == number
+
+
+@given(st.text(alphabet=ALPHABET + "XYZ-_ ", max_size=40))
+def test_the_lookup_table_number_agrees_with_the_full_check_on_every_valid_id(text: str) -> None:
+    """A text that is not an ID may get a table to look in (the lookup then finds nothing); an ID always gets
+    its own table, and a text that names no table in its first characters gets none."""
+    number = table_number_of(text)
+    if number is not None:
+        assert table_number_for_lookup(text) == number
+    hint = table_number_for_lookup(text)
+    assert hint is None or 1 <= hint <= MAX_TABLE_NUMBER
+
+
+def test_the_convex_fixture_ids_get_their_tables_for_lookup() -> None:
+    numbers = table_numbers()
+    for table, number in numbers.items():
+        path = FIXTURE / table / "documents.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                assert table_number_for_lookup(json.loads(line)["_id"]) == number

@@ -478,6 +478,35 @@ def table_number_of(text: object) -> int | None:
         return None
 
 
+def table_number_for_lookup(text: object) -> int | None:
+    """The table to look ``text`` up in, for a lookup that then matches the whole text exactly.
+
+    For the text of an ID with a one- or two-byte table number (tables 1 to 16,383: 31 or 32 characters),
+    the number is read from the first four characters without checking the rest (0.3 µs instead of 2 for an
+    ID not seen before). The exact match then finds nothing for a text that is not a stored ID, as the full
+    check would have. Any other text gets :func:`table_number_of`.
+
+    >>> table_number_for_lookup("jx73xh1f86gz7s9zgchp6wzbed7ec7aj"), table_number_for_lookup("not an id")
+    (10007, None)
+    """
+    if type(text) is str or type(text) is Id:
+        length = len(text)
+        if length == _ONE_BYTE_TEXT_LEN or length == _ONE_BYTE_TEXT_LEN + 1:
+            high, low = _PAIR_VALUE.get(text[:2]), _PAIR_VALUE.get(text[2:4])
+            if high is not None and low is not None:
+                bits = high << 10 | low  # the first 20 bits: two bytes and half of the third
+                first, second = bits >> 12, (bits >> 4) & 0xFF
+                if length == _ONE_BYTE_TEXT_LEN and 0 < first < 0x80:
+                    return first
+                if length > _ONE_BYTE_TEXT_LEN and first >= 0x80 and 0 < second < 0x80:
+                    return (first & 0x7F) | second << 7
+    return table_number_of(text)
+
+
+_ONE_BYTE_TEXT_LEN: Final = 31  # an ID whose table number is one byte long (two bytes: one more character)
+_PAIR_VALUE: Final = {a + b: i << 5 | j for i, a in enumerate(ALPHABET) for j, b in enumerate(ALPHABET)}
+
+
 def is_valid_id(text: object) -> bool:
     """Whether ``text`` is a valid document ID (of any table).
 

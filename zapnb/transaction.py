@@ -38,7 +38,7 @@ from zapnb.errors import (
     NonexistentDocumentError,
     SchemaValidationError,
 )
-from zapnb.ids import Id, new_ids, table_number_of
+from zapnb.ids import Id, new_ids, table_number_for_lookup
 from zapnb.keys import encode_key, encode_value, prefix_end
 from zapnb.layout import Layout
 from zapnb.schema_rules import check_table_name
@@ -327,7 +327,7 @@ class Transaction:
         return number
 
     def _table_of(self, doc_id: str) -> str | None:
-        number = table_number_of(doc_id)
+        number = table_number_for_lookup(doc_id)
         if number is None:
             return None
         table = _table_numbered(self.snapshot.catalog.numbers, number)
@@ -355,7 +355,7 @@ def _same_document(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 def read_by_id(snapshot: Snapshot, doc_id: str) -> Document | None:
     """The document with this ID at ``snapshot``, or ``None`` (also for a string that is not an ID of any
     table), recording no read: ``db.get`` outside a transaction, which has nothing to conflict with."""
-    number = table_number_of(doc_id)
+    number = table_number_for_lookup(doc_id)
     table = None if number is None else _table_numbered(snapshot.catalog.numbers, number)
     state = None if table is None else snapshot.tables.get(table)
     return None if state is None else state.get_copy(str(doc_id), snapshot.lsn)
