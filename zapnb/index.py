@@ -51,6 +51,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
@@ -98,36 +99,32 @@ def _by_id_key(doc: Document) -> bytes:
         raise _missing_system_field(err) from None
 
 
-def _by_creation_time_key(doc: Document) -> bytes:
+def system_key_parts(doc: Document) -> tuple[bytes, bytes]:
+    """The encoded ``_id``, and ``_creationTime`` then ``_id``: how every key of ``doc`` ends (see
+    :meth:`IndexSpec.key_from`)."""
     try:
-        return encode_key((doc["_creationTime"], doc["_id"]))
+        id_key = encode_value(doc["_id"])
+        return id_key, encode_value(doc["_creationTime"]) + id_key
     except KeyError as err:
         raise _missing_system_field(err) from None
 
 
-def _user_key_function(fields: tuple[str, ...]) -> Callable[[Document], bytes]:
+def _creation_time_key(doc: Document) -> bytes:
+    return system_key_parts(doc)[1]
+
+
+def _user_key(fields_key: Callable[[Document], bytes], doc: Document) -> bytes:
+    return fields_key(doc) + system_key_parts(doc)[1]
+
+
+def _fields_key_function(fields: tuple[str, ...]) -> Callable[[Document], bytes]:
+    """The part of a user index's key made of the indexed fields (the system fields follow it)."""
     paths = tuple(tuple(name.split(".")) for name in fields)
     if all(len(path) == 1 for path in paths):
         names = tuple(path[0] for path in paths)
         missing = (MISSING,) * len(names)
-
-        def top_level_key(doc: Document) -> bytes:
-            try:
-                return encode_key([*map(doc.get, names, missing), doc["_creationTime"], doc["_id"]])
-            except KeyError as err:
-                raise _missing_system_field(err) from None
-
-        return top_level_key
-
-    def nested_key(doc: Document) -> bytes:
-        values = [lookup_path(doc, path) for path in paths]
-        try:
-            values += (doc["_creationTime"], doc["_id"])
-        except KeyError as err:
-            raise _missing_system_field(err) from None
-        return encode_key(values)
-
-    return nested_key
+        return lambda doc: encode_key(list(map(doc.get, names, missing)))
+    return lambda doc: encode_key([lookup_path(doc, path) for path in paths])
 
 
 def _spec_problem(fields: tuple[str, ...], kind: str) -> str | None:
@@ -170,6 +167,10 @@ class IndexSpec:
     fields: tuple[str, ...] = ()
     kind: IndexKind = "user"
     _key: Callable[[Document], bytes] = field(init=False, repr=False, compare=False)
+    _fields_key: Callable[[Document], bytes] | None = field(init=False, repr=False, compare=False)
+    key_fields: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The top-level fields whose values make up a document's key (the first name of each dotted path, then
+    the system fields the key ends with)."""
 
     def __post_init__(self) -> None:
         fields = tuple(self.fields)
@@ -179,13 +180,19 @@ class IndexSpec:
             raise SchemaDefinitionError(
                 f"Index {self.name!r} cannot be defined: {problem}. Fix its definition."
             )
+        fields_key = None
         if self.kind == "by_id":
             key: Callable[[Document], bytes] = _by_id_key
         elif self.kind == "by_creation_time":
-            key = _by_creation_time_key
+            key = _creation_time_key
         else:
-            key = _user_key_function(fields)
+            fields_key = _fields_key_function(fields)
+            key = partial(_user_key, fields_key)
         object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "_fields_key", fields_key)
+        names = [name.split(".")[0] for name in fields]
+        system = ("_id",) if self.kind == "by_id" else ("_creationTime", "_id")
+        object.__setattr__(self, "key_fields", (*dict.fromkeys(names), *system))
 
     def __reduce__(self) -> tuple[type[IndexSpec], tuple[str, tuple[str, ...], IndexKind]]:
         return (IndexSpec, (self.name, self.fields, self.kind))
@@ -209,6 +216,18 @@ class IndexSpec:
             If the document lacks a system field or holds a value that cannot be a key.
         """
         return self._key(doc)
+
+    def key_from(self, doc: Document, parts: tuple[bytes, bytes]) -> bytes:
+        """:meth:`key_for` of ``doc`` given its :func:`system_key_parts`, which several indexes share.
+
+        >>> doc = {"_id": "i", "_creationTime": 1.5, "a": [1]}
+        >>> spec = IndexSpec("by_a", ("a",))
+        >>> spec.key_from(doc, system_key_parts(doc)) == spec.key_for(doc)
+        True
+        """
+        if self._fields_key is not None:
+            return self._fields_key(doc) + parts[1]
+        return parts[0] if self.kind == "by_id" else parts[1]
 
 
 # --- entries and merges -------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from zapnb.changes import BulkChange, Change, Write
 from zapnb.columnkeys import sorted_table_keys
 from zapnb.documents import result_document
-from zapnb.index import Entry, IndexData, IndexSpec
+from zapnb.index import Entry, IndexData, IndexSpec, system_key_parts
 from zapnb.indexbase import SortedKeys
 from zapnb.keys import encode_key
 
@@ -170,19 +170,23 @@ class TableState:
         else:
             olds = [self.get(write.id, lsn) for write in writes]
         touched: list[list[tuple[str, bytes]]] = [[] for _ in writes]
+        # every key of a document ends with its encoded system fields: encode them once per document
+        old_parts = [None if old is None else system_key_parts(old) for old in olds]
+        new_parts = [None if w.doc is None else system_key_parts(w.doc) for w in writes]
         for name, (spec, data) in self.indexes.items():
             removed: list[bytes] = []
             added: list[tuple[bytes, str]] = []
-            fields = _key_fields(spec)
-            for write, old, keys in zip(writes, olds, touched, strict=True):
+            fields = spec.key_fields
+            columns = zip(writes, olds, touched, old_parts, new_parts, strict=True)
+            for write, old, keys, old_part, new_part in columns:
                 new = write.doc
-                old_key = None if old is None else spec.key_for(old)
-                if new is None:
+                old_key = None if old is None or old_part is None else spec.key_from(old, old_part)
+                if new is None or new_part is None:
                     new_key = None
                 elif old is not None and _same_fields(old, new, fields):
                     new_key = old_key
                 else:
-                    new_key = spec.key_for(new)
+                    new_key = spec.key_from(new, new_part)
                 if old_key is not None:
                     keys.append((name, old_key))
                 if new_key is not None and new_key != old_key:
@@ -267,18 +271,6 @@ class TableState:
 
 
 _ABSENT: Final = object()
-_FIELDS_OF: dict[IndexSpec, tuple[str, ...]] = {}
-
-
-def _key_fields(spec: IndexSpec) -> tuple[str, ...]:
-    """The top-level fields whose values make up a document's key in the index ``spec``."""
-    fields = _FIELDS_OF.get(spec)
-    if fields is None:
-        names = [name.split(".")[0] for name in spec.fields] if spec.kind == "user" else []
-        if spec.kind != "by_id":
-            names.append("_creationTime")
-        fields = _FIELDS_OF[spec] = (*dict.fromkeys(names), "_id")
-    return fields
 
 
 def _same_fields(old: Document, new: Document, fields: tuple[str, ...]) -> bool:
