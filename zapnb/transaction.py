@@ -122,6 +122,13 @@ class Transaction:
         self._reads.append(read)
 
     def _read(self, table: str, doc_id: str) -> Document | None:
+        """The document as this transaction sees it (a copy the caller owns), recording the read."""
+        doc = self._stored(table, doc_id)
+        return None if doc is None else result_document(table, doc)
+
+    def _stored(self, table: str, doc_id: str) -> Mapping[str, Any] | None:
+        """The stored document as this transaction sees it, recording the read: for writes, which build
+        a new document and never change this one."""
         key = encode_key([doc_id])
         self._reads.append(ReadRange(table, "by_id", key, prefix_end(key)))
         if doc_id in self._writes:
@@ -132,7 +139,7 @@ class Transaction:
             state = self.snapshot.tables.get(table)
             doc = None if state is None else state.get(doc_id, self.snapshot.lsn)
             self._seen[doc_id] = doc
-        return None if doc is None else result_document(table, doc)
+        return doc
 
     # --- writing --------------------------------------------------------------------------------------------
 
@@ -223,17 +230,17 @@ class Transaction:
         self._bulk.drop(str(current["_id"]))
         self._writes[str(current["_id"])] = Write(table, str(current["_id"]), None)
 
-    def _put(self, table: str, current: Document, user: Document) -> None:
+    def _put(self, table: str, current: Mapping[str, Any], user: Document) -> None:
         stored = {"_id": current["_id"], "_creationTime": current["_creationTime"], **user}
         if _same_document(stored, current):
             return  # a no-change write records nothing (compared by the total order: 1 != 1.0, -0.0 != 0.0)
         self._bulk.drop(str(current["_id"]))
         self._writes[str(current["_id"])] = Write(table, str(current["_id"]), stored)
 
-    def _existing(self, doc_id: str, verb: str) -> tuple[str, Document]:
+    def _existing(self, doc_id: str, verb: str) -> tuple[str, Mapping[str, Any]]:
         self._check_open()
         table = self._table_of(doc_id)
-        current = None if table is None else self._read(table, str(doc_id))
+        current = None if table is None else self._stored(table, str(doc_id))
         if table is None or current is None:
             raise NonexistentDocumentError(
                 f"{verb} on nonexistent document ID {doc_id}: no document with this ID exists (it was "
