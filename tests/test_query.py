@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 import zapnb
-from zapnb import v
+from zapnb import scan, v
 from zapnb.errors import (
     ClosedError,
     ConflictError,
@@ -22,7 +22,7 @@ from zapnb.errors import (
     NotUniqueError,
 )
 from zapnb.examples import zapdev
-from zapnb.queries import Query
+from zapnb.queries import Order, Query
 from zapnb.schema import Schema
 from zapnb.values import MISSING
 
@@ -755,3 +755,52 @@ def test_readers_see_consistent_snapshots_while_another_thread_writes(db: zapnb.
     writer.join()
     assert not failures
     assert db.query("counters").count() == 260
+
+
+def _group_a(db: zapnb.Database | zapnb.Transaction, order: Order) -> Query:
+    return db.query("counters").with_index("by_group_n", lambda q: q.eq("group", "a")).order(order)
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 7])
+def test_take_reads_the_same_rows_and_range_from_the_base_as_row_by_row(
+    db: zapnb.Database, monkeypatch: pytest.MonkeyPatch, order: Order, n: int
+) -> None:
+    """After a checkpoint, take(n) gathers an index slice of the base (scan.base_prefix) instead of walking
+    its entries; its frame and its read set (up to the last key returned) are those of the per-row path."""
+    _counters(db)
+    db.insert_many("counters", [{"group": "b", "n": k} for k in range(3)])
+    row_by_row = _group_a(db, order).take(n)
+    assert db.checkpoint()
+    slices: list[bool] = []
+    original = scan.base_prefix
+
+    def spied(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        slices.append(result is not None)
+        return result
+
+    monkeypatch.setattr(scan, "base_prefix", spied)
+    gathered = _group_a(db, order).take(n)
+    assert slices == [True]
+    assert gathered.equals(row_by_row)
+    assert gathered.schema == row_by_row.schema
+    values = [k * 10 for k in range(5)]
+    expected = (values if order == "asc" else values[::-1])[:n]
+    assert gathered["n"].to_list() == expected
+    if not expected:
+        return
+    # what it read: an insert past the last row returned conflicts only if the take read everything
+    step = 1 if order == "asc" else -1
+    for value, conflicts in ((expected[-1] + step, n > len(values)), (expected[-1] - step, True)):
+        tx = db.transaction()
+        _group_a(tx, order).take(n)
+        inserted = db.insert("counters", {"group": "a", "n": value})
+        tx.insert("counters", {"group": "log", "n": 1})
+        if conflicts:
+            with pytest.raises(ConflictError):
+                tx.commit()
+        else:
+            tx.commit()
+        db.delete(inserted)
+        assert db.checkpoint()

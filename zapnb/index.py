@@ -489,6 +489,31 @@ class IndexData:
         ]
         return heapq.merge(entries, *runs, key=entry_key, reverse=reverse) if runs else entries
 
+    def base_prefix(
+        self, lo: bytes | None, hi: bytes | None, *, snapshot: int, limit: int, reverse: bool = False
+    ) -> tuple[Int64s, bytes | None] | None:
+        """The first ``limit`` entries of :meth:`scan` as table-base rows, with the key of the last one
+        (``None`` if there is none), when the index has not changed since its base; else ``None``.
+
+        Two searches and a slice: no entry is built one by one.
+
+        Raises
+        ------
+        IndexConsistencyError
+            If ``snapshot`` is older than :attr:`base_lsn`.
+        """
+        if len(self._delta):
+            return None
+        i, j = self._bounds(lo, hi, snapshot)
+        if lo is not None and hi is not None and hi <= lo:
+            j = i
+        n = min(limit, j - i)
+        if n == 0:
+            return self._rows[i:i], None
+        if reverse:
+            return self._rows[j - n : j][::-1], self._keys.keys(j - n, j - n + 1)[0]
+        return self._rows[i : i + n], self._keys.keys(i + n - 1, i + n)[0]
+
     def range_rows(self, lo: bytes | None, hi: bytes | None, *, snapshot: int) -> RangeRows:
         """The entries :meth:`scan` would yield, as arrays (:mod:`zapnb.indexrows`): vectorised, for long
         ranges.

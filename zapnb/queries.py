@@ -480,8 +480,28 @@ class Query:
         """The first ``n`` matching documents, as a typed frame in index order."""
         if type(n) is not int or n < 0:
             raise InvalidQueryError(f"take() takes a whole number of rows >= 0, not {n!r}.", method="take")
-        source, plan, read = self._run(n)
+        started = self._start()
+        if started[1].predicate is None:
+            frame = self._base_take(*started, n)
+            if frame is not None:
+                return frame
+        source, plan, read = self._run(n, started=started)
         return self._frame(source, plan, read.rows)
+
+    def _base_take(self, tx: Transaction, plan: _Plan, source: scan.Source, n: int) -> pl.DataFrame | None:
+        """``take(n)`` of an unfiltered range whose rows all lie in the table's base, gathered from a slice of
+        the index (:func:`~zapnb.scan.base_prefix`); ``None`` where the rows are read one by one. It reads
+        (and records) what the per-row path would."""
+        bounds = (plan.keys.lo, plan.keys.hi)
+        prefix = scan.base_prefix(source, *bounds, n, reverse=self._order == "desc")
+        if prefix is None:
+            return None
+        rows, last = prefix
+        frame = range_frame(plan.shape, source.state, scan.RowArrays(rows, {}))
+        if frame is None:
+            return None
+        self._record(tx, plan, bounds, _Read([], len(rows), last, len(rows) < n))
+        return frame
 
     @_gc_paused
     def first(self) -> Document | None:

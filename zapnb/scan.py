@@ -40,6 +40,7 @@ __all__ = [
     "Row",
     "RowArrays",
     "Source",
+    "base_prefix",
     "count",
     "doc_id_of_key",
     "document",
@@ -212,6 +213,19 @@ def row_arrays(
     if state.overlay:
         _rewritten(state, source.lsn, rows, docs)
     return RowArrays(rows, docs)
+
+
+def base_prefix(
+    source: Source, lo: bytes | None, hi: bytes | None, limit: int, *, reverse: bool = False
+) -> tuple[Int64s, bytes | None] | None:
+    """The first ``limit`` rows :func:`rows` yields, as table-base rows, with the key of the last one, when
+    nothing was written to the table since its base (and the transaction wrote nothing to it); else
+    ``None`` (read them with :func:`rows`)."""
+    state = source.state
+    if source.pending or state is None or state.overlay or source.spec.name not in state.indexes:
+        return None
+    data = state.indexes[source.spec.name][1]
+    return data.base_prefix(lo, hi, snapshot=source.lsn, limit=limit, reverse=reverse)
 
 
 def _rewritten(state: TableState, lsn: int, rows: Int64s, docs: dict[int, Document]) -> None:
