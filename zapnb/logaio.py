@@ -9,9 +9,12 @@ Responsibilities:
 - say when this is not available (another operating system or processor, an older kernel, a sandbox that
   forbids these calls): the caller then calls ``fdatasync`` itself, as it would anyway.
 
-The calls go through ``ctypes`` (Python has no binding for them). Measured here, per commit: submitting and
-collecting 3 us; a commit's fsync takes 120-150 us, of which the 40-70 us of applying the commit to the
-in-memory tables now run in parallel.
+The calls go through ``ctypes`` (Python has no binding for them). Measured on the 2-core VM of
+``docs/benchmarks.md`` (2026-11-27): ``io_submit`` takes 25-50 us (the kernel queues the ``fdatasync`` for a
+worker thread and wakes it), collecting one that has finished a few; the
+``fdatasync`` itself takes 105-120 us from submission. Applying the commit to the in-memory tables (70-150
+us) runs in that time: with 80 us of work between them, submitting and collecting add about 70 us to the
+work, against 110 us for an ``fdatasync`` called after it.
 
 Examples
 --------
