@@ -264,7 +264,7 @@ def test_a_long_range_filters_on_the_whole_base(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("as_list", [True, False])
 @pytest.mark.parametrize("column_by_column", [True, False])
-@pytest.mark.parametrize("count", [0, 1, 50, COLUMN_BY_COLUMN + 1])
+@pytest.mark.parametrize("count", [0, 1, 50, 300, COLUMN_BY_COLUMN + 1])
 def test_gatherer_gives_the_rows_asked_for(column_by_column: bool, count: int, as_list: bool) -> None:
     frame = pl.DataFrame(
         {

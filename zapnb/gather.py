@@ -43,6 +43,10 @@ Positions: TypeAlias = "Sequence[int] | npt.NDArray[np.int64]"
 COLUMN_BY_COLUMN: Final = 20_000
 """Up to this many rows, columns are gathered one by one on the calling thread."""
 
+_AS_LIST_UP_TO: Final = 256
+"""Up to this many positions given as an array, they go to Polars as a list: ``tolist`` and Polars' list
+constructor take about 2 us for 50, against 13 us for a ``UInt32`` series cast from the array."""
+
 
 class Gatherer:
     """Gathers rows of ``frame`` by position (made once per frame; cheap to call many times).
@@ -71,6 +75,11 @@ class Gatherer:
 
         if self._columns is None or len(positions) > COLUMN_BY_COLUMN:
             return self.frame.gather(pl.Series(positions, dtype=pl.UInt32))
+        if not isinstance(positions, list) and len(positions) <= _AS_LIST_UP_TO:
+            import numpy as np
+
+            # a few positions: through a list is 10 us faster than a cast
+            positions = positions.tolist() if isinstance(positions, np.ndarray) else list(positions)
         if isinstance(positions, list):
             taken = self._series.new_opt_u32("", positions, True)
         else:
