@@ -197,7 +197,9 @@ def read_base(path: str | os.PathLike[str], *, expected: BaseFile | None = None)
         ) from err
     if expected is not None:
         _verify_base(path, table, expected)
-        release_pages(mapped)  # the check read every byte: none of it need stay resident
+    # Reading the batches' headers maps whole large folios of the page cache (2 MB each for files written
+    # 16 MB at a time), and the check reads every byte: none of it need stay resident.
+    release_pages(mapped)
     return table
 
 
