@@ -51,7 +51,7 @@ import itertools
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 from zapnb import scan
 from zapnb.changes import ReadRange
@@ -61,6 +61,7 @@ from zapnb.errors import (
     InvalidQueryError,
     NotUniqueError,
 )
+from zapnb.explain import Explain, Order
 from zapnb.filters import Expr, FilterBuilder, Logical, as_expr, compile_filter
 from zapnb.frames import FrameShape, build_frame, frame_shape, range_count, range_frame
 from zapnb.index import IndexSpec
@@ -87,7 +88,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FULL_SCAN_WARNING", "SCAN_WARNING_RATIO", "Explain", "Order", "PaginationResult", "Query"]
 
-Order = Literal["asc", "desc"]
 P = ParamSpec("P")
 R = TypeVar("R")
 Document = dict[str, Any]
@@ -97,50 +97,6 @@ SCAN_WARNING_RATIO: Final = 1_000
 FULL_SCAN_WARNING: Final = 10_000
 """A filter over a whole table that reads more than this many documents warns."""
 DEFAULT_ORDER_INDEX: Final = "by_creation_time"
-
-
-@dataclass(frozen=True)
-class Explain:
-    """How a query ran: what ``query.explain()`` returns.
-
-    Attributes
-    ----------
-    table, index:
-        The table and the index read.
-    index_fields:
-        The fields the index orders by (``_creationTime`` last).
-    range:
-        The index range in builder syntax, with values as compared (``"all"``: the whole index).
-    order:
-        ``"asc"`` or ``"desc"``.
-    filters:
-        The filter expressions, as text.
-    scanned:
-        Documents read from the index range (every document for a filter; otherwise the ones returned).
-    returned:
-        Documents the query returned.
-    advice:
-        What to change when the query reads far more than it returns, else ``None``.
-    """
-
-    table: str
-    index: str
-    index_fields: tuple[str, ...]
-    range: str
-    order: Order
-    filters: tuple[str, ...]
-    scanned: int
-    returned: int
-    advice: str | None
-
-    def __str__(self) -> str:
-        lines = [
-            f"table {self.table}, index {self.index} {list(self.index_fields)}, order {self.order}",
-            f"range: {self.range}",
-            *(f"filter: {text}" for text in self.filters),
-            f"scanned {self.scanned} documents, returned {self.returned}",
-        ]
-        return "\n".join(lines if self.advice is None else [*lines, self.advice])
 
 
 @dataclass(frozen=True)
