@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from zapnb.errors import (
     InvalidQueryError,
     NotUniqueError,
 )
-from zapnb.examples import zapdev
 from zapnb.queries import Order, Query
 from zapnb.schema import Schema
 from zapnb.values import MISSING
@@ -564,100 +562,6 @@ def test_a_filter_over_a_whole_large_table_warns(db: zapnb.Database) -> None:
     with pytest.warns(FilterScanWarning) as record:
         db.query("counters").filter(lambda q: q.gte(q.field("n"), 100)).take(20_000)
     assert record[0].filename == __file__
-
-
-# --- the seed's examples, as plain code ---------------------------------------------------------------------
-
-
-def get_user_projects(db: zapnb.Database, user_id: str) -> pl.DataFrame:
-    return (
-        db.query("projects")
-        .with_index("by_userId", lambda q: q.eq("userId", user_id))
-        .order("desc")
-        .collect()
-    )
-
-
-def get_project_messages(db: zapnb.Database, project_id: str) -> pl.DataFrame:
-    return (
-        db.query("messages")
-        .with_index("by_projectId_createdAt", lambda q: q.eq("projectId", project_id))
-        .order("asc")
-        .collect()
-    )
-
-
-def create_project(db: zapnb.Database, name: str, user_id: str, framework: str) -> zapnb.Id:
-    now = time.time() * 1000
-    return db.insert(
-        "projects",
-        {"name": name, "userId": user_id, "framework": framework, "createdAt": now, "updatedAt": now},
-    )
-
-
-def update_subscription_status(db: zapnb.Database, subscription_id: str, status: str) -> None:
-    db.patch(subscription_id, {"status": status, "updatedAt": time.time() * 1000})
-
-
-def paginated_projects(db: zapnb.Database, user_id: str, num_items: int, cursor: str | None) -> Any:
-    return (
-        db.query("projects")
-        .with_index("by_userId_createdAt", lambda q: q.eq("userId", user_id))
-        .order("desc")
-        .paginate(num_items, cursor)
-    )
-
-
-def test_the_seed_examples_run_against_the_zapdev_schema(tmp_path: Path) -> None:
-    with zapnb.connect(tmp_path) as db:
-        db.deploy(zapdev.schema, progress=False)
-        projects = [create_project(db, f"p{i}", "user_1", "NEXTJS") for i in range(5)]
-        create_project(db, "theirs", "user_2", "VUE")
-        mine = get_user_projects(db, "user_1")
-        assert mine["name"].to_list() == ["p4", "p3", "p2", "p1", "p0"]
-        assert mine.schema["framework"] == pl.Enum(list(zapdev.FRAMEWORKS))
-        for i, role in enumerate(["USER", "ASSISTANT", "USER"]):
-            db.insert(
-                "messages",
-                {
-                    "content": f"m{i}",
-                    "role": role,
-                    "type": "RESULT",
-                    "status": "COMPLETE",
-                    "projectId": projects[0],
-                    "createdAt": float(i),
-                },
-            )
-        messages = get_project_messages(db, projects[0])
-        assert messages["content"].to_list() == ["m0", "m1", "m2"]
-        assert get_project_messages(db, projects[1]).height == 0
-        pages, cursor = [], None
-        while True:
-            result = paginated_projects(db, "user_1", 2, cursor)
-            pages.append(result.page["name"].to_list())
-            if result.is_done:
-                break
-            cursor = result.continue_cursor
-        assert pages == [["p4", "p3"], ["p2", "p1"], ["p0"]]
-        subscription = db.insert(
-            "subscriptions",
-            {
-                "userId": "user_1",
-                "polarSubscriptionId": "sub_1",
-                "customerId": "cus_1",
-                "productId": "prod_1",
-                "priceId": "price_1",
-                "status": "active",
-                "interval": "monthly",
-                "currentPeriodStart": 0.0,
-                "currentPeriodEnd": 1.0,
-                "cancelAtPeriodEnd": False,
-                "createdAt": 0.0,
-                "updatedAt": 0.0,
-            },
-        )
-        update_subscription_status(db, subscription, "past_due")
-        assert db.get(subscription)["status"] == "past_due"  # type: ignore[index]
 
 
 def test_missing_optional_fields_are_null_cells_but_missing_in_documents(db: zapnb.Database) -> None:
