@@ -45,11 +45,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, Literal, ParamSpec, TypeVar, overload
 
+from zapnb.auth import Auth, UserIdentity
 from zapnb.errors import (
     ArgumentValidationError,
     ConflictError,
     FunctionDefinitionError,
-    InvalidValueError,
     ReadOnlyError,
     SchemaDefinitionError,
     SchemaValidationError,
@@ -90,73 +90,6 @@ FunctionKind = Literal["query", "mutation"]
 P = ParamSpec("P")
 R = TypeVar("R")
 Document = dict[str, Any]
-
-
-# --- identity and auth --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UserIdentity:
-    """Who runs a function: what ``ctx.auth.get_user_identity()`` returns (Convex's ``UserIdentity``).
-
-    ``token_identifier`` defaults to ``"<issuer>|<subject>"``, as Convex builds it. Every other claim (a
-    name, an email, a role...) is in ``claims``. Build one with :meth:`of` from a dict or a subject.
-
-    Examples
-    --------
-    >>> alice = UserIdentity.of({"subject": "alice", "email": "alice@example.com"})
-    >>> alice.token_identifier, alice.claims["email"]
-    ('zapnb|alice', 'alice@example.com')
-    >>> UserIdentity.of("bob").subject
-    'bob'
-    """
-
-    subject: str
-    issuer: str = "zapnb"
-    token_identifier: str = ""
-    claims: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.subject, str) or not self.subject:
-            raise InvalidValueError(
-                f"A user identity needs a subject (a non-empty str that names the user), not "
-                f"{self.subject!r}. Pass db.as_user('alice') or db.as_user({{'subject': 'alice', ...}}).",
-                path=".subject",
-                value=self.subject,
-            )
-        if not self.token_identifier:
-            object.__setattr__(self, "token_identifier", f"{self.issuer}|{self.subject}")
-        object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
-
-    def __hash__(self) -> int:
-        return hash((self.subject, self.issuer, self.token_identifier))
-
-    @classmethod
-    def of(cls, identity: UserIdentity | Mapping[str, Any] | str) -> UserIdentity:
-        """An identity from a subject, a dict of claims (Convex's camelCase names work too) or an identity."""
-        if isinstance(identity, UserIdentity):
-            return identity
-        if isinstance(identity, str):
-            return cls(identity)
-        claims = dict(identity)
-        snake, camel = claims.pop("token_identifier", ""), claims.pop("tokenIdentifier", "")
-        return cls(
-            subject=claims.pop("subject", ""),
-            issuer=claims.pop("issuer", "zapnb"),
-            token_identifier=snake or camel,
-            claims=claims,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Auth:
-    """``ctx.auth``: the identity of the caller, set with ``db.as_user(...)``."""
-
-    identity: UserIdentity | None = None
-
-    def get_user_identity(self) -> UserIdentity | None:
-        """The caller's identity, or ``None`` when the database was not opened ``as_user``."""
-        return self.identity
 
 
 # --- contexts -----------------------------------------------------------------------------------------------
