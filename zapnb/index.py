@@ -2,7 +2,8 @@
 
 Responsibilities:
 
-- :class:`IndexSpec`: what an index orders by, and the key of a document (:meth:`IndexSpec.key_for`);
+- :class:`~zapnb.indexspec.IndexSpec` (:mod:`zapnb.indexspec`, re-exported here): what an index orders by,
+  and the key of a document (:meth:`~zapnb.indexspec.IndexSpec.key_for`);
 - :class:`IndexData`: one index's entries as snapshots see them: an immutable sorted *base* (the keys as of a
   checkpoint, with the row of each document in the table's base; :mod:`zapnb.indexbase`) plus a *delta* of
   the keys added and removed since, each with its LSN, and the *runs* of keys bulk inserts added, each sorted
@@ -49,185 +50,28 @@ Examples
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import partial
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from zapnb.errors import InvalidValueError, SchemaDefinitionError
 from zapnb.indexbase import SortedKeys, first_duplicate, merge_keys, sort_keys
 from zapnb.indexdelta import NEVER, Delta, Record, Run, inconsistency
 from zapnb.indexfile import load_index, save_index
 from zapnb.indexmerge import Layer, carried_tombstones, fold, renumbered
 from zapnb.indexrows import Part, RangeRows, ordered_rows
+from zapnb.indexspec import MAX_FIELDS, IndexKind, IndexSpec
 from zapnb.indexwalk import Entry, backward, entry_key, forward
-from zapnb.keys import encode_key, encode_value
-from zapnb.values import MISSING, lookup_path
 
 if TYPE_CHECKING:
     from zapnb.indexbase import KeysInput
 
 __all__ = ["MAX_FIELDS", "Entry", "IndexData", "IndexKind", "IndexSpec", "PositionsFor", "positions_from"]
 
-IndexKind = Literal["user", "by_id", "by_creation_time"]
 Document = Mapping[str, Any]
 Int64s = npt.NDArray[np.int64]
-
-MAX_FIELDS: Final = 15
-"""The most fields a user index may have."""
-
-
-# --- specs and keys -----------------------------------------------------------------------------------------
-
-
-def _missing_system_field(err: KeyError) -> InvalidValueError:
-    return InvalidValueError(
-        f"Cannot compute the index key of a document without its system field {err.args[0]!r}: pass the "
-        "stored document (with _id and _creationTime), not the fields given to insert.",
-        path=f".{err.args[0]}",
-    )
-
-
-def _by_id_key(doc: Document) -> bytes:
-    try:
-        return encode_value(doc["_id"])
-    except KeyError as err:
-        raise _missing_system_field(err) from None
-
-
-def system_key_parts(doc: Document) -> tuple[bytes, bytes]:
-    """The encoded ``_id``, and ``_creationTime`` then ``_id``: how every key of ``doc`` ends (see
-    :meth:`IndexSpec.key_from`)."""
-    try:
-        id_key = encode_value(doc["_id"])
-        return id_key, encode_value(doc["_creationTime"]) + id_key
-    except KeyError as err:
-        raise _missing_system_field(err) from None
-
-
-def _creation_time_key(doc: Document) -> bytes:
-    return system_key_parts(doc)[1]
-
-
-def _user_key(fields_key: Callable[[Document], bytes], doc: Document) -> bytes:
-    return fields_key(doc) + system_key_parts(doc)[1]
-
-
-def _fields_key_function(fields: tuple[str, ...]) -> Callable[[Document], bytes]:
-    """The part of a user index's key made of the indexed fields (the system fields follow it)."""
-    paths = tuple(tuple(name.split(".")) for name in fields)
-    if all(len(path) == 1 for path in paths):
-        names = tuple(path[0] for path in paths)
-        missing = (MISSING,) * len(names)
-        return lambda doc: encode_key(list(map(doc.get, names, missing)))
-    return lambda doc: encode_key([lookup_path(doc, path) for path in paths])
-
-
-def _spec_problem(fields: tuple[str, ...], kind: str) -> str | None:
-    if kind in ("by_id", "by_creation_time"):
-        return f"a {kind} index has no fields of its own" if fields else None
-    if kind != "user":
-        return f"the kind must be 'user', 'by_id' or 'by_creation_time', not {kind!r}"
-    if not 1 <= len(fields) <= MAX_FIELDS:
-        return f"a user index has 1 to {MAX_FIELDS} fields, not {len(fields)}"
-    for name in fields:
-        if not isinstance(name, str) or "" in name.split("."):
-            return f"{name!r} is not a field path (names joined by dots)"
-    return None
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """What an index orders documents by.
-
-    Attributes
-    ----------
-    name:
-        The index's name (``by_id`` and ``by_creation_time`` for the built-in ones).
-    fields:
-        The indexed fields, as dotted paths (empty for the built-in indexes).
-    kind:
-        ``"user"``, ``"by_id"`` or ``"by_creation_time"``.
-
-    Examples
-    --------
-    >>> from zapnb.keys import decode_key
-    >>> spec = IndexSpec("by_user_age", ("user.name", "age"))
-    >>> decode_key(spec.key_for({"_id": "i", "_creationTime": 1.5, "user": {"name": "ann"}}))
-    ['ann', zapnb.MISSING, 1.5, 'i']
-    >>> IndexSpec.by_id().key_for({"_id": "i", "_creationTime": 1.5}) == encode_key(["i"])
-    True
-    """
-
-    name: str
-    fields: tuple[str, ...] = ()
-    kind: IndexKind = "user"
-    _key: Callable[[Document], bytes] = field(init=False, repr=False, compare=False)
-    _fields_key: Callable[[Document], bytes] | None = field(init=False, repr=False, compare=False)
-    key_fields: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    """The top-level fields whose values make up a document's key (the first name of each dotted path, then
-    the system fields the key ends with)."""
-
-    def __post_init__(self) -> None:
-        fields = tuple(self.fields)
-        object.__setattr__(self, "fields", fields)
-        problem = _spec_problem(fields, self.kind)
-        if problem is not None:
-            raise SchemaDefinitionError(
-                f"Index {self.name!r} cannot be defined: {problem}. Fix its definition."
-            )
-        fields_key = None
-        if self.kind == "by_id":
-            key: Callable[[Document], bytes] = _by_id_key
-        elif self.kind == "by_creation_time":
-            key = _creation_time_key
-        else:
-            fields_key = _fields_key_function(fields)
-            key = partial(_user_key, fields_key)
-        object.__setattr__(self, "_key", key)
-        object.__setattr__(self, "_fields_key", fields_key)
-        names = [name.split(".")[0] for name in fields]
-        system = ("_id",) if self.kind == "by_id" else ("_creationTime", "_id")
-        object.__setattr__(self, "key_fields", (*dict.fromkeys(names), *system))
-
-    def __reduce__(self) -> tuple[type[IndexSpec], tuple[str, tuple[str, ...], IndexKind]]:
-        return (IndexSpec, (self.name, self.fields, self.kind))
-
-    @classmethod
-    def by_id(cls) -> IndexSpec:
-        """The built-in index of every table by ``_id``."""
-        return cls("by_id", (), "by_id")
-
-    @classmethod
-    def by_creation_time(cls) -> IndexSpec:
-        """The built-in index of every table by ``_creationTime`` (then ``_id``)."""
-        return cls("by_creation_time", (), "by_creation_time")
-
-    def key_for(self, doc: Document) -> bytes:
-        """The key of a stored document (one that has ``_id`` and ``_creationTime``) in this index.
-
-        Raises
-        ------
-        InvalidValueError
-            If the document lacks a system field or holds a value that cannot be a key.
-        """
-        return self._key(doc)
-
-    def key_from(self, doc: Document, parts: tuple[bytes, bytes]) -> bytes:
-        """:meth:`key_for` of ``doc`` given its :func:`system_key_parts`, which several indexes share.
-
-        >>> doc = {"_id": "i", "_creationTime": 1.5, "a": [1]}
-        >>> spec = IndexSpec("by_a", ("a",))
-        >>> spec.key_from(doc, system_key_parts(doc)) == spec.key_for(doc)
-        True
-        """
-        if self._fields_key is not None:
-            return self._fields_key(doc) + parts[1]
-        return parts[0] if self.kind == "by_id" else parts[1]
 
 
 # --- entries and merges -------------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ import numpy.typing as npt
 from zapnb.changes import BulkChange, Change, Write
 from zapnb.columnkeys import sorted_table_keys
 from zapnb.documents import result_document
-from zapnb.index import Entry, IndexData, IndexSpec, system_key_parts
+from zapnb.index import Entry, IndexData, IndexSpec
 from zapnb.indexbase import SortedKeys
+from zapnb.indexspec import system_key_parts
 from zapnb.keys import encode_key
 
 if TYPE_CHECKING:
