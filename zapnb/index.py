@@ -57,13 +57,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from zapnb.indexbase import SortedKeys, first_duplicate, merge_keys, sort_keys
+from zapnb.indexbase import SortedKeys, first_duplicate, sort_keys
 from zapnb.indexdelta import NEVER, Delta, Record, Run, inconsistency
 from zapnb.indexfile import load_index, save_index
 from zapnb.indexmerge import Layer, carried_tombstones, fold, renumbered
 from zapnb.indexrows import Part, RangeRows, ordered_rows
 from zapnb.indexspec import MAX_FIELDS, IndexKind, IndexSpec
 from zapnb.indexwalk import Entry, backward, entry_key, forward
+from zapnb.keymerge import merge_keys
 
 if TYPE_CHECKING:
     from zapnb.indexbase import KeysInput

@@ -53,7 +53,8 @@ import numpy as np
 import numpy.typing as npt
 
 from zapnb.errors import IndexConsistencyError
-from zapnb.indexbase import SortedKeys, positions_of
+from zapnb.indexbase import SortedKeys
+from zapnb.keymerge import positions_of
 
 __all__ = ["NEVER", "Delta", "Exported", "ExportedRun", "Record", "Run", "Tombstones", "inconsistency"]
 

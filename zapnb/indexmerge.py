@@ -24,8 +24,9 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from zapnb.indexbase import SortedKeys, merge_sorted
+from zapnb.indexbase import SortedKeys
 from zapnb.indexdelta import NEVER, ExportedRun, Run
+from zapnb.keymerge import merge_sorted
 
 __all__ = ["Layer", "carried_tombstones", "fold", "renumbered"]
 

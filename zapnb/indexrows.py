@@ -34,7 +34,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from zapnb.indexbase import SortedKeys, merge_sorted
+from zapnb.indexbase import SortedKeys
+from zapnb.keymerge import merge_sorted
 
 __all__ = ["Part", "RangeRows", "ordered_rows"]
 
