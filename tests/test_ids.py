@@ -408,9 +408,9 @@ def test_table_numbers_are_decoded_from_the_text_when_asked() -> None:
 
 @given(st.binary(min_size=20, max_size=20))
 def test_the_fast_text_of_20_bytes_is_the_general_one(data: bytes) -> None:
-    from zapnb.ids import _base32, _base32_160
+    from zapnb.base32 import base32, base32_160
 
-    assert _base32_160(int.from_bytes(data, "big")) == _base32(data)
+    assert base32_160(int.from_bytes(data, "big")) == base32(data)
 
 
 @pytest.mark.parametrize("number", EDGE_TABLE_NUMBERS)
