@@ -479,22 +479,20 @@ def table_number_for_lookup(text: object) -> int | None:
     >>> table_number_for_lookup("jx73xh1f86gz7s9zgchp6wzbed7ec7aj"), table_number_for_lookup("not an id")
     (10007, None)
     """
-    if type(text) is str or type(text) is Id:
-        length = len(text)
-        if length == _ONE_BYTE_TEXT_LEN or length == _ONE_BYTE_TEXT_LEN + 1:
-            high, low = _PAIR_VALUE.get(text[:2]), _PAIR_VALUE.get(text[2:4])
-            if high is not None and low is not None:
-                bits = high << 10 | low  # the first 20 bits: two bytes and half of the third
-                first, second = bits >> 12, (bits >> 4) & 0xFF
-                if length == _ONE_BYTE_TEXT_LEN and 0 < first < 0x80:
-                    return first
-                if length > _ONE_BYTE_TEXT_LEN and first >= 0x80 and 0 < second < 0x80:
-                    return (first & 0x7F) | second << 7
+    if (type(text) is str or type(text) is Id) and len(text) in _SHORT_TEXT_LENS:
+        try:  # the first 20 bits: two bytes and half of the third (read as _decode reads a whole ID)
+            bits = int(str.encode(text[:4], "ascii").translate(_INT_DIGITS), 32)
+        except (UnicodeEncodeError, ValueError):
+            return None  # not in the ID alphabet: not an ID, as table_number_of would say
+        first, second = bits >> 12, (bits >> 4) & 0xFF
+        if len(text) == _SHORT_TEXT_LENS[0] and 0 < first < 0x80:
+            return first
+        if len(text) == _SHORT_TEXT_LENS[1] and first >= 0x80 and 0 < second < 0x80:
+            return (first & 0x7F) | second << 7
     return table_number_of(text)
 
 
-_ONE_BYTE_TEXT_LEN: Final = 31  # an ID whose table number is one byte long (two bytes: one more character)
-_PAIR_VALUE: Final = {a + b: i << 5 | j for i, a in enumerate(ALPHABET) for j, b in enumerate(ALPHABET)}
+_SHORT_TEXT_LENS: Final = (31, 32)  # IDs whose table number is one byte long, then two bytes
 
 
 def is_valid_id(text: object) -> bool:
