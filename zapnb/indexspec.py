@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Final, Literal
 
 from zapnb.errors import InvalidValueError, SchemaDefinitionError
@@ -47,18 +46,11 @@ def system_key_parts(doc: Document) -> tuple[bytes, bytes]:
     """The encoded ``_id``, and ``_creationTime`` then ``_id``: how every key of ``doc`` ends (see
     :meth:`IndexSpec.key_from`)."""
     try:
-        id_key = encode_value(doc["_id"])
-        return id_key, encode_value(doc["_creationTime"]) + id_key
+        creation_time, doc_id = doc["_creationTime"], doc["_id"]
     except KeyError as err:
         raise _missing_system_field(err) from None
-
-
-def _creation_time_key(doc: Document) -> bytes:
-    return system_key_parts(doc)[1]
-
-
-def _user_key(fields_key: Callable[[Document], bytes], doc: Document) -> bytes:
-    return fields_key(doc) + system_key_parts(doc)[1]
+    creation_key, id_key = encode_value(creation_time), encode_value(doc_id)
+    return id_key, creation_key + id_key
 
 
 def _fields_key_function(fields: tuple[str, ...]) -> Callable[[Document], bytes]:
@@ -110,7 +102,6 @@ class IndexSpec:
     name: str
     fields: tuple[str, ...] = ()
     kind: IndexKind = "user"
-    _key: Callable[[Document], bytes] = field(init=False, repr=False, compare=False)
     _fields_key: Callable[[Document], bytes] | None = field(init=False, repr=False, compare=False)
     key_fields: tuple[str, ...] = field(init=False, repr=False, compare=False)
     """The top-level fields whose values make up a document's key (the first name of each dotted path, then
@@ -124,15 +115,7 @@ class IndexSpec:
             raise SchemaDefinitionError(
                 f"Index {self.name!r} cannot be defined: {problem}. Fix its definition."
             )
-        fields_key = None
-        if self.kind == "by_id":
-            key: Callable[[Document], bytes] = _by_id_key
-        elif self.kind == "by_creation_time":
-            key = _creation_time_key
-        else:
-            fields_key = _fields_key_function(fields)
-            key = partial(_user_key, fields_key)
-        object.__setattr__(self, "_key", key)
+        fields_key = _fields_key_function(fields) if self.kind == "user" else None
         object.__setattr__(self, "_fields_key", fields_key)
         names = [name.split(".")[0] for name in fields]
         system = ("_id",) if self.kind == "by_id" else ("_creationTime", "_id")
@@ -159,7 +142,9 @@ class IndexSpec:
         InvalidValueError
             If the document lacks a system field or holds a value that cannot be a key.
         """
-        return self._key(doc)
+        if self.kind == "by_id":
+            return _by_id_key(doc)  # needs no _creationTime
+        return self.key_from(doc, system_key_parts(doc))
 
     def key_from(self, doc: Document, parts: tuple[bytes, bytes]) -> bytes:
         """:meth:`key_for` of ``doc`` given its :func:`system_key_parts`, which several indexes share.
