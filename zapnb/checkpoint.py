@@ -19,6 +19,7 @@ included, then loads the new files and swaps its states.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,6 +47,7 @@ from zapnb.storage import (
     read_base,
     read_table_version,
     release_pages,
+    released,
     write_base_batches,
     write_table_version,
 )
@@ -387,26 +389,21 @@ def _new_base(state: TableState, layout: Layout, lsn: int) -> _NewBase:
     old_base = state.base
     if old_base is not None and old_base.schema.equals(layout.arrow_schema):
         deleted = [doc_id for doc_id in moved.values() if doc_id not in new_rows]
-        return _NewBase(_kept_batches(old_base, keep, added), old_to_new, new_rows, deleted)
+        batches = itertools.chain(released(_kept_batches(old_base, keep)), added.to_batches())
+        return _NewBase(batches, old_to_new, new_rows, deleted)
     # the layout changed (a deploy): every row is rewritten in the new one
     stay_docs = layout.to_arrow([state.read_row(row) for row in np.flatnonzero(keep).tolist()])
     return _NewBase(iter([*stay_docs.to_batches(), *added.to_batches()]), old_to_new, new_rows, None)
 
 
-def _kept_batches(
-    old_base: pa.Table, keep: npt.NDArray[np.bool_], added: pa.Table
-) -> Iterator[pa.RecordBatch]:
-    """The old base's rows that ``keep`` marks, then ``added``, a batch at a time: a batch that keeps every
-    row is passed on as it is (mapped), any other is copied without its dropped rows. After each batch the
-    pages of the mapped files read so far are let go (:func:`~zapnb.storage.release_pages`), so a checkpoint
-    of a large table does not make all of it resident."""
+def _kept_batches(old_base: pa.Table, keep: npt.NDArray[np.bool_]) -> Iterator[pa.RecordBatch]:
+    """The old base's rows that ``keep`` marks, a batch at a time: a batch that keeps every row is passed on
+    as it is (mapped), any other is copied without its dropped rows."""
     start = 0
     for batch in old_base.to_batches():
         mask = keep[start : start + batch.num_rows]
         start += batch.num_rows
         yield batch if mask.all() else batch.filter(pa.array(mask))
-        release_pages()
-    yield from added.to_batches()
 
 
 def _positions(state: TableState, new: _NewBase, lsn: int) -> PositionsFor:

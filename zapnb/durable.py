@@ -42,7 +42,7 @@ import os
 import threading
 import weakref
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -66,6 +66,7 @@ __all__ = [
     "map_read_only",
     "read_base",
     "release_pages",
+    "released",
     "write_base",
     "write_base_batches",
     "write_ipc",
@@ -235,6 +236,14 @@ def release_pages(mapped: mmap.mmap | None = None) -> None:
         if hasattr(mmap, "MADV_DONTNEED") and not one.closed:  # where there is none, pages stay resident
             with contextlib.suppress(OSError, ValueError):  # only a saving: a refusal leaves them resident
                 one.madvise(mmap.MADV_DONTNEED)
+
+
+def released(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``batches`` one at a time, letting go of the mapped pages read (:func:`release_pages`) after each has
+    been used: a whole pass over a large mapped table does not make all of it resident."""
+    for batch in batches:
+        yield batch
+        release_pages()
 
 
 def _checksums(path: Path) -> list[tuple[int, int]]:

@@ -47,7 +47,7 @@ import contextlib
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple
@@ -65,6 +65,7 @@ from zapnb.durable import (
     make_dirs,
     read_base,
     release_pages,
+    released,
     write_base,
     write_base_batches,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "read_base",
     "read_table_version",
     "release_pages",
+    "released",
     "table_path",
     "table_versions",
     "write_base",
@@ -213,16 +215,11 @@ def write_table_version(
 
 def _released(table: pa.Table) -> pa.Table | pa.RecordBatchReader:
     """``table`` read a batch at a time, letting go of the mapped pages read after each batch
-    (:func:`release_pages`): a full write of a large mapped table does not make all of it resident."""
+    (:func:`~zapnb.durable.released`): a full write of a large mapped table does not make all of it
+    resident."""
     if not table.num_rows:
         return table
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        for batch in table.to_batches():
-            yield batch
-            release_pages()
-
-    return pa.RecordBatchReader.from_batches(table.schema, batches())
+    return pa.RecordBatchReader.from_batches(table.schema, released(table.to_batches()))
 
 
 def cleanup_versions(
