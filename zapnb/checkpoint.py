@@ -38,7 +38,7 @@ from zapnb.faults import kill_point
 from zapnb.index import IndexData, IndexSpec, PositionsFor
 from zapnb.indexbuild import index_label
 from zapnb.layout import Layout
-from zapnb.schema import Schema, TableDefinition
+from zapnb.schema import Schema, TableDefinition, table_definition
 from zapnb.storage import (
     INCREMENTAL_MAX_FRACTION,
     BaseFile,
@@ -264,7 +264,7 @@ def write_checkpoint(
         entries = dict(previous.tables) if previous is not None else {}
         for name, state in tables.items():
             if state.changed_since_base() or name not in entries:
-                definition = None if schema is None else schema.tables.get(name)
+                definition = table_definition(schema, name)
                 since = int(entries[name]["lsn"]) if name in entries else None
                 entries[name] = write_table(root, state, definition, lsn, since)
         info = CheckpointInfo(

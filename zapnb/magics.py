@@ -40,6 +40,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import Bool, Unicode
 
 from zapnb.errors import ClosedError, InvalidQueryError, ZapError
+from zapnb.schema import table_definition
 
 if TYPE_CHECKING:
     import polars as pl
@@ -385,7 +386,7 @@ def _check_table(db: Database, table: str) -> None:
 
 
 def _index_names(schema: Schema | None, table: str) -> list[str]:
-    definition = None if schema is None else schema.tables.get(table)
+    definition = table_definition(schema, table)
     if definition is None:
         return []
     return sorted(index.name + (" (staged)" if index.staged else "") for index in definition.indexes)

@@ -75,8 +75,9 @@ from zapnb.pagination import (
     fingerprint,
     make_cursor,
 )
-from zapnb.queryindex import resolve_index, table_definition
+from zapnb.queryindex import resolve_index
 from zapnb.ranges import IndexRangeBuilder, KeyRange, compile_range, field_validators, literal_coercer
+from zapnb.schema import table_definition
 from zapnb.transaction import Transaction
 from zapnb.vectorfilter import vector_filter
 

@@ -13,17 +13,13 @@ from typing import TYPE_CHECKING, Final
 
 from zapnb.errors import IndexNotFoundError, IndexStagedError
 from zapnb.index import IndexSpec
+from zapnb.schema import table_definition
 
 if TYPE_CHECKING:
     from zapnb.catalog import Snapshot
-    from zapnb.schema import Schema, TableDefinition
+    from zapnb.schema import Schema
 
-__all__ = ["declared_index", "resolve_index", "table_definition"]
-
-
-def table_definition(schema: Schema | None, table: str) -> TableDefinition | None:
-    """The definition of ``table`` in ``schema``, or ``None`` (no schema, or a table it does not define)."""
-    return None if schema is None else schema.tables.get(table)
+__all__ = ["declared_index", "resolve_index"]
 
 
 def resolve_index(snapshot: Snapshot, table: str, name: str) -> IndexSpec:

@@ -74,6 +74,7 @@ __all__ = [
     "VectorIndex",
     "define_schema",
     "define_table",
+    "table_definition",
 ]
 
 SYSTEM_FIELDS: Final = ("_id", "_creationTime")
@@ -541,3 +542,8 @@ references the field email that does not exist. ...
             )
         check_table(name, definition, schema_validation)
     return Schema(tables, schema_validation)
+
+
+def table_definition(schema: Schema | None, table: str) -> TableDefinition | None:
+    """The definition of ``table`` in ``schema``, or ``None`` (no schema, or a table it does not define)."""
+    return None if schema is None else schema.tables.get(table)

@@ -41,6 +41,7 @@ from zapnb.errors import (
 from zapnb.ids import Id, new_ids, table_number_for_lookup
 from zapnb.keys import encode_key, encode_value, prefix_end
 from zapnb.layout import Layout
+from zapnb.schema import table_definition
 from zapnb.schema_rules import check_table_name
 from zapnb.values import MISSING, UNSET
 
@@ -266,8 +267,7 @@ class Transaction:
 
     def _stored_definition(self, table: str) -> TableDefinition | None:
         """The definition the table's documents are stored by (checked or not), as checkpoints store them."""
-        schema = self.snapshot.catalog.schema
-        return None if schema is None else schema.tables.get(table)
+        return table_definition(self.snapshot.catalog.schema, table)
 
     def _layout(self, table: str) -> Layout:
         """The layout the table's documents are stored in."""
