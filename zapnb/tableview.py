@@ -20,6 +20,7 @@ after it is made (its caches are filled idempotently), so any thread may read it
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import json
@@ -107,10 +108,8 @@ def _rows_frame(rows: list[Mapping[str, Any]], name: str) -> pl.DataFrame:
     if not rows:
         return pl.DataFrame()
     if all("_id" in row and "_creationTime" in row for row in rows):
-        try:
+        with contextlib.suppress(InvalidValueError):  # not zapnb values (a datetime, say): Polars types them
             return inferred_frame([dict(row) for row in rows])
-        except InvalidValueError:
-            pass  # not zapnb values (a datetime, say): let Polars type them
     try:
         return pl.from_dicts(rows, infer_schema_length=None)
     except Exception as err:  # Polars raises several types for rows it cannot type

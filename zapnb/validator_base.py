@@ -25,7 +25,7 @@ Validator: v.string()
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Protocol, TypeAlias
 
@@ -196,8 +196,8 @@ class Validator:
         except _Mismatch as m:
             raise _error(m, path, table) from None
 
-    def _check(self, value: Any, ids: IdResolver | None) -> Any:
-        raise NotImplementedError
+    _check: Callable[[Any, IdResolver | None], Any]
+    """Each kind's check: ``value`` normalized, or :class:`_Mismatch` raised (every subclass defines it)."""
 
     def describe(self) -> str:
         """The source text that builds this validator, as Convex prints validators.
