@@ -38,7 +38,7 @@ from zapnb.faults import kill_point
 from zapnb.index import IndexData, IndexSpec, PositionsFor
 from zapnb.indexbuild import index_label
 from zapnb.layout import Layout
-from zapnb.schema import Schema, TableDefinition, table_definition
+from zapnb.schema import Schema, TableDefinition, stored_definition
 from zapnb.storage import (
     INCREMENTAL_MAX_FRACTION,
     BaseFile,
@@ -140,16 +140,23 @@ def load_table(
     lsn: int,
     *,
     verify: bool = True,
+    declared: TableDefinition | None = None,
 ) -> TableState:
     """A table's state as the checkpoint at ``lsn`` left it: its base mapped, its indexes loaded.
 
     The table may have been written by an earlier checkpoint (nothing changed it since); its state is the
     same at ``lsn``. With ``verify`` every byte of the base is checked against its checksums (reading all of
-    it); without, only its structure (for files this process has just written).
+    it); without, only its structure (for files this process has just written). ``definition`` gives the
+    layout the base is stored in; a base in the layout of ``declared`` instead (the table's declared
+    definition: how checkpoints stored a table of a schema without validation before) is read in that one,
+    and rewritten by the next checkpoint.
     """
-    layout = Layout.for_table(definition, table=name)
     expected = BaseFile.from_json(entry["base"]) if verify else None
     base = read_base(root / entry["base"]["path"], expected=expected)
+    layout = Layout.for_table(definition, table=name)
+    if declared is not None and not base.schema.equals(layout.arrow_schema):
+        older = Layout.for_table(declared, table=name)
+        layout = older if base.schema.equals(older.arrow_schema) else layout
     indexes: dict[str, tuple[IndexSpec, IndexData]] = {}
     for index_name, index in entry["indexes"].items():
         spec = IndexSpec(index_name, tuple(index["fields"]), index["kind"])
@@ -263,9 +270,10 @@ def write_checkpoint(
             return None
         entries = dict(previous.tables) if previous is not None else {}
         for name, state in tables.items():
-            if state.changed_since_base() or name not in entries:
-                definition = table_definition(schema, name)
-                since = int(entries[name]["lsn"]) if name in entries else None
+            definition = stored_definition(schema, name)
+            entry = entries.get(name)
+            if entry is None or state.changed_since_base() or _reshaped(state, entry, definition):
+                since = None if entry is None else int(entry["lsn"])
                 entries[name] = write_table(root, state, definition, lsn, since)
         info = CheckpointInfo(
             lsn=lsn,
@@ -278,6 +286,16 @@ def write_checkpoint(
         atomic_write_bytes(root / CHECKPOINT_FILE, info.to_json())
         remove_unreferenced(root, info)
         return info
+
+
+def _reshaped(state: TableState, entry: Mapping[str, Any], definition: TableDefinition | None) -> bool:
+    """Whether a deploy since ``entry`` was written changed the table's columns or its indexes: its files then
+    no longer fit the schema the new checkpoint records, and are rewritten although no document changed."""
+    layout = Layout.for_table(definition, table=state.name)
+    if state.base is not None and not state.base.schema.equals(layout.arrow_schema):
+        return True
+    recorded = {name: (list(index["fields"]), index["kind"]) for name, index in entry["indexes"].items()}
+    return recorded != {name: (list(spec.fields), spec.kind) for name, (spec, _) in state.indexes.items()}
 
 
 def remove_unreferenced(root: Path, info: CheckpointInfo) -> list[Path]:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from zapnb.engine import Engine, next_table_number
-from zapnb.errors import DeployValidationError, SchemaValidationError
+from zapnb.errors import DeployValidationError, SchemaDefinitionError, SchemaValidationError
 from zapnb.progress import progress
 from zapnb.schema import Schema, TableDefinition
 
@@ -55,6 +55,10 @@ class DeployReport:
 
 def deploy(engine: Engine, schema: Schema, *, show_progress: bool = True) -> DeployReport:
     """Make ``schema`` the active schema of ``engine``'s database (see :meth:`zapnb.Database.deploy`)."""
+    if not isinstance(schema, Schema):
+        raise SchemaDefinitionError(
+            f"deploy takes a schema made with zapnb.define_schema({{...}}), not {type(schema).__name__}."
+        )
     started = time.perf_counter()
     checked = 0
 

@@ -63,7 +63,7 @@ from zapnb.index import IndexSpec
 from zapnb.indexbuild import build_index, system_indexes, user_index_specs
 from zapnb.layout import Layout
 from zapnb.log import DEFAULT_SEGMENT_SIZE, CommitLog, LogRecord, forks
-from zapnb.schema import Schema, table_definition
+from zapnb.schema import Schema, stored_definition
 from zapnb.tablestate import TableState
 
 __all__ = ["FORMAT_VERSION", "Catalog", "Engine", "Snapshot", "next_table_number"]
@@ -468,8 +468,7 @@ class Engine(Checkpoints):
 
     def _layout(self, table: str) -> Layout:
         """The layout the table's rows are stored in (as checkpoints write them)."""
-        schema = self._catalog.schema
-        return Layout.for_table(table_definition(schema, table), table=table)
+        return Layout.for_table(stored_definition(self._catalog.schema, table), table=table)
 
     def _apply_deploy(self, lsn: int, record: Deploy) -> None:
         schema = None if record.schema is None else Schema.from_json(record.schema)

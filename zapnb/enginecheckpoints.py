@@ -29,7 +29,7 @@ from zapnb.changes import ChangeSet
 from zapnb.errors import CorruptionError, ZapWarning
 from zapnb.faults import kill_point
 from zapnb.log import CommitLog
-from zapnb.schema import Schema, table_definition
+from zapnb.schema import Schema, stored_definition, table_definition
 from zapnb.tablestate import TableState
 
 __all__ = ["CHECKPOINT_SECONDS", "CHECKPOINT_WRITES", "Checkpoints"]
@@ -135,9 +135,17 @@ class Checkpoints:
     def _load_table(
         self, name: str, entry: Mapping[str, Any], schema: Schema | None, lsn: int, verify: bool = True
     ) -> TableState:
-        definition = table_definition(schema, name)
+        definition = stored_definition(schema, name)
         try:
-            return checkpoints.load_table(self.path, name, entry, definition, lsn, verify=verify)
+            return checkpoints.load_table(
+                self.path,
+                name,
+                entry,
+                definition,
+                lsn,
+                verify=verify,
+                declared=table_definition(schema, name),
+            )
         except CorruptionError as err:
             now = checkpoints.read_info(self.path)
             if now is not None and now.lsn != lsn:

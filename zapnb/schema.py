@@ -157,6 +157,14 @@ class TableDefinition:
     search_indexes: tuple[SearchIndex, ...] = ()
     vector_indexes: tuple[VectorIndex, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.document, Validator):
+            raise SchemaDefinitionError(
+                f"A table's documents are described by a validator, not {self.document!r}: use "
+                "define_table({...}) with a dict of field validators."
+            )
+        _check_document_validator(self.document)
+
     def index(self, name: str, fields: Sequence[str], staged: bool = False) -> TableDefinition:
         """This table with a database index ``name`` over ``fields`` (checked by :func:`define_schema`).
 
@@ -421,6 +429,7 @@ class Schema:
     schema_validation: bool = True
 
     def __post_init__(self) -> None:
+        _check_schema(self.tables, self.schema_validation)
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
 
     def validate_document(
@@ -529,6 +538,11 @@ def define_schema(tables: Mapping[str, TableDefinition], *, schema_validation: b
     zapnb.errors.SchemaDefinitionError: In table "users" the index "by_email" is invalid because it \
 references the field email that does not exist. ...
     """
+    return Schema(tables, schema_validation)  # checked by Schema itself
+
+
+def _check_schema(tables: Any, schema_validation: Any) -> None:
+    """Every rule of :func:`define_schema`, also for a :class:`Schema` built directly."""
     if not isinstance(tables, Mapping):
         raise SchemaDefinitionError(
             f"define_schema takes a dict from table names to define_table(...), not {type(tables).__name__}."
@@ -541,9 +555,15 @@ references the field email that does not exist. ...
                 f'Table "{name}" is {definition!r}: wrap its fields in define_table({{...}}).'
             )
         check_table(name, definition, schema_validation)
-    return Schema(tables, schema_validation)
 
 
 def table_definition(schema: Schema | None, table: str) -> TableDefinition | None:
     """The definition of ``table`` in ``schema``, or ``None`` (no schema, or a table it does not define)."""
     return None if schema is None else schema.tables.get(table)
+
+
+def stored_definition(schema: Schema | None, table: str) -> TableDefinition | None:
+    """The definition whose columns store ``table``'s documents: its definition when ``schema`` validates
+    writes, else ``None`` (the schemaless layout, which holds any document: with ``schema_validation=False``
+    a document need not fit the declared columns)."""
+    return table_definition(schema, table) if schema is not None and schema.schema_validation else None

@@ -41,7 +41,7 @@ from zapnb.errors import (
 from zapnb.ids import Id, new_ids, table_number_for_lookup
 from zapnb.keys import encode_key, encode_value, prefix_end
 from zapnb.layout import Layout
-from zapnb.schema import table_definition
+from zapnb.schema import stored_definition, table_definition
 from zapnb.schema_rules import check_table_name
 from zapnb.values import MISSING, UNSET
 
@@ -169,7 +169,7 @@ class Transaction:
             columns = check_frame(frame, definition, table, self._numbers(), partial(self._checked, table))
             if columns is not None:
                 return self._insert_columns(table, columns)
-            rows = frame_rows(frame, self._stored_definition(table))
+            rows = frame_rows(frame, self._declared_definition(table))
         return self._insert_documents(
             table, [self._checked(table, dict(row), i) for i, row in enumerate(rows)]
         )
@@ -265,13 +265,13 @@ class Transaction:
         schema = self.snapshot.catalog.schema
         return None if schema is None or not schema.schema_validation else schema.tables.get(table)
 
-    def _stored_definition(self, table: str) -> TableDefinition | None:
-        """The definition the table's documents are stored by (checked or not), as checkpoints store them."""
+    def _declared_definition(self, table: str) -> TableDefinition | None:
+        """The table's declared definition (validated or not): how a frame's columns are read."""
         return table_definition(self.snapshot.catalog.schema, table)
 
     def _layout(self, table: str) -> Layout:
         """The layout the table's documents are stored in."""
-        return Layout.for_table(self._stored_definition(table), table=table)
+        return Layout.for_table(stored_definition(self.snapshot.catalog.schema, table), table=table)
 
     # --- committing -----------------------------------------------------------------------------------------
 
