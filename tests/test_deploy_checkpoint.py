@@ -167,3 +167,35 @@ def test_deploy_refuses_what_is_not_a_schema_and_changes_nothing(tmp_path: Path)
     db = _reopen(db, tmp_path)
     assert _rows(db, "t") == [{"a": 1}]
     db.close()
+
+
+def test_the_report_names_indexes_redefined_and_staged_indexes_enabled(tmp_path: Path) -> None:
+    base = define_table({"a": v.string(), "b": v.string(), "c": v.string()})
+    db = zapnb.connect(tmp_path)
+    db.deploy(
+        define_schema({"t": base.index("by_k", ["a"]).index("by_b", ["b"], staged=True)}), progress=False
+    )
+    after = define_schema({"t": base.index("by_k", ["c"]).index("by_b", ["b"])})
+    report = db.deploy(after, progress=False)
+    assert report.indexes_created == ("t.by_b", "t.by_k")
+    assert report.indexes_removed == ("t.by_k",)
+    same = db.deploy(after, progress=False)
+    assert (same.indexes_created, same.indexes_removed) == ((), ())
+    db.close()
+
+
+def test_progress_false_hides_the_bars_of_index_builds(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import polars as pl
+
+    table = define_table({"a": v.int64()})
+    db = zapnb.connect(tmp_path)
+    db.deploy(define_schema({"t": table}), progress=False)
+    db.insert_many("t", pl.DataFrame({"a": list(range(12_000))}))
+    capfd.readouterr()
+    db.deploy(define_schema({"t": table.index("by_a", ["a"])}), progress=False)
+    assert "building t.by_a" not in capfd.readouterr().err
+    db.deploy(define_schema({"t": table.index("by_a2", ["a"])}), progress=True)
+    assert "building t.by_a2" in capfd.readouterr().err
+    db.close()

@@ -9,12 +9,12 @@ indexes are built by every process when it applies the deploy record (:func:`zap
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from zapnb.engine import Engine, next_table_number
 from zapnb.errors import DeployValidationError, SchemaDefinitionError, SchemaValidationError
 from zapnb.progress import progress
-from zapnb.schema import Schema, TableDefinition
+from zapnb.schema import AnyIndex, Schema
 
 __all__ = ["DeployReport", "deploy"]
 
@@ -28,7 +28,8 @@ class DeployReport:
     tables_created:
         Tables that had no number before (new, empty tables).
     indexes_created, indexes_removed:
-        Indexes as ``"table.index"``.
+        Indexes as ``"table.index"``. An index redefined under its name (other fields) is in both; a staged
+        index that this deploy enables is created.
     documents_checked:
         Existing documents checked against the new validators.
     seconds:
@@ -79,13 +80,12 @@ def deploy(engine: Engine, schema: Schema, *, show_progress: bool = True) -> Dep
         if name not in numbers:
             numbers[name] = next_table_number(numbers)
             created.append(name)
-    engine.deploy_record(schema, numbers, check)
-    before = _index_names(old.schema)
-    after = _index_names(schema)
+    engine.deploy_record(schema, numbers, check, show_progress=show_progress)
+    before, after = _indexes(old.schema), _indexes(schema)
     return DeployReport(
         tables_created=tuple(created),
-        indexes_created=tuple(sorted(after - before)),
-        indexes_removed=tuple(sorted(before - after)),
+        indexes_created=tuple(sorted(n for n, index in after.items() if before.get(n) != index)),
+        indexes_removed=tuple(sorted(n for n, i in before.items() if _built(after.get(n)) != _built(i))),
         documents_checked=checked,
         seconds=time.perf_counter() - started,
     )
@@ -121,13 +121,14 @@ def _deploy_error(table: str, doc_id: str, err: SchemaValidationError) -> Deploy
     )
 
 
-def _index_names(schema: Schema | None) -> set[str]:
+def _indexes(schema: Schema | None) -> dict[str, AnyIndex]:
+    """Every index of ``schema`` by ``"table.index"``."""
     if schema is None:
-        return set()
-    return {f"{table}.{index}" for table, d in schema.tables.items() for index in _names(d)}
+        return {}
+    return {f"{table}.{index.name}": index for table, d in schema.tables.items() for index in d.all_indexes()}
 
 
-def _names(definition: TableDefinition) -> list[str]:
-    names = [i.name for i in definition.indexes]
-    names += [i.name for i in definition.search_indexes]
-    return names + [i.name for i in definition.vector_indexes]
+def _built(index: AnyIndex | None) -> AnyIndex | None:
+    """What an index holds, whether staged or not: a staged index enabled by a deploy is created, not removed
+    (a redefined one is both)."""
+    return None if index is None else replace(index, staged=False)

@@ -318,9 +318,15 @@ class Engine(Checkpoints):
         return sidefiles.pending(self.path, [(part.table, part.rows) for part in parts], written)
 
     def deploy_record(
-        self, schema: Schema | None, numbers: Mapping[str, int], check: Callable[[], None]
+        self,
+        schema: Schema | None,
+        numbers: Mapping[str, int],
+        check: Callable[[], None],
+        *,
+        show_progress: bool = True,
     ) -> int:
-        """Append a deploy record; ``check`` runs inside the writer section on the caught-up state first."""
+        """Append a deploy record; ``check`` runs inside the writer section on the caught-up state first.
+        Applying it builds new indexes, with a progress bar if ``show_progress`` (and the build is long)."""
         self.check_usable()
         record = Deploy(
             time=time.time() * 1000.0,
@@ -331,7 +337,7 @@ class Engine(Checkpoints):
             self._apply(writer.read_since(self._applied))
             check()
             lsn = writer.append(encode_record(record))
-        self._deploying = True  # this process's deploy shows its index builds' progress
+        self._deploying = show_progress  # this process's deploy may show its index builds' progress
         try:
             self.catch_up(until=lsn)
         finally:
