@@ -175,15 +175,18 @@ def load_table(
 
 
 def rebuild_table(
-    root: Path, name: str, entry: Mapping[str, Any], definition: TableDefinition | None
+    root: Path, name: str, entry: Mapping[str, Any], definition: TableDefinition | None, checkpoint_lsn: int
 ) -> TableState:
     """A table's state rebuilt from its newest readable Lance version, for when its base file is damaged.
 
     Slower than :func:`load_table` (every index is rebuilt from the documents). The state's ``base_lsn`` is
-    the LSN that version holds, which may be older than the checkpoint's: replay the log from there.
+    the checkpoint's LSN when that version is the one ``entry`` names (the table did not change between them,
+    however old it is), else the LSN the version holds, which may be older: replay the log from there.
     """
     layout = Layout.for_table(definition, table=name)
     table, lsn = read_table_version(root, name)
+    if lsn == int(entry["lsn"]):
+        lsn = max(lsn, checkpoint_lsn)
     table = table.select(layout.arrow_schema.names).cast(layout.arrow_schema)
     docs = layout.to_documents(table)
     positions = list(range(len(docs)))
@@ -193,7 +196,7 @@ def rebuild_table(
         keys = [spec.key_for(d) for d in docs]
         indexes[index_name] = (spec, IndexData.build(keys, positions, lsn=lsn, name=index_label(name, spec)))
     state = TableState(name, int(entry["number"]), indexes, lsn, table.num_rows, layout.row_reader(table))
-    state.base = table
+    state.base, state.rebuilt = table, True
     return state
 
 
@@ -262,22 +265,28 @@ def write_checkpoint(
     """Checkpoint every table changed since its base, as of ``lsn`` (all states must have applied ``lsn``).
 
     Returns the new checkpoint, or ``None`` if another process is checkpointing right now or the last
-    checkpoint is already as new.
+    checkpoint is already as new (and none of its files was found damaged).
     """
     with checkpoint_lock(root) as taken:
         previous = read_info(root) if taken else None
-        if not taken or (previous is not None and previous.lsn >= lsn):
+        rebuilt = any(state.rebuilt for state in tables.values())  # damaged files to write anew
+        if not taken or (previous is not None and previous.lsn >= lsn and not rebuilt):
             return None
         entries = dict(previous.tables) if previous is not None else {}
         for name, state in tables.items():
             definition = stored_definition(schema, name)
             entry = entries.get(name)
-            if entry is None or state.changed_since_base() or _reshaped(state, entry, definition):
+            if (
+                entry is None
+                or state.changed_since_base()
+                or state.rebuilt
+                or _reshaped(state, entry, definition)
+            ):
                 since = None if entry is None else int(entry["lsn"])
                 entries[name] = write_table(root, state, definition, lsn, since)
         info = CheckpointInfo(
             lsn=lsn,
-            previous_lsn=0 if previous is None else previous.lsn,
+            previous_lsn=_previous_lsn(previous, lsn),
             schema=None if schema is None else schema.to_json(),
             numbers=dict(numbers),
             tables=entries,
@@ -286,6 +295,14 @@ def write_checkpoint(
         atomic_write_bytes(root / CHECKPOINT_FILE, info.to_json())
         remove_unreferenced(root, info)
         return info
+
+
+def _previous_lsn(previous: CheckpointInfo | None, lsn: int) -> int:
+    """The LSN of the checkpoint before one at ``lsn`` (the log is kept after it): a checkpoint that only
+    rewrites damaged files at the same LSN keeps its predecessor's."""
+    if previous is None:
+        return 0
+    return previous.previous_lsn if previous.lsn == lsn else previous.lsn
 
 
 def _reshaped(state: TableState, entry: Mapping[str, Any], definition: TableDefinition | None) -> bool:

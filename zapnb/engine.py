@@ -24,6 +24,7 @@ import collections
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
@@ -57,6 +58,7 @@ from zapnb.errors import (
     CorruptionError,
     LogTruncatedError,
     UsedAfterForkError,
+    ZapWarning,
 )
 from zapnb.faults import kill_point
 from zapnb.index import IndexSpec
@@ -122,6 +124,7 @@ class Engine(Checkpoints):
         engine = cls(root, CommitLog.open(root, durability=durability, segment_size=size))
         try:
             engine._load_checkpoint()
+            engine._continue_after_checkpoint()
             engine.catch_up()
             sidefiles.remove_unreferenced(root, engine.log)  # left by a bulk commit that crashed
         except BaseException:
@@ -132,6 +135,20 @@ class Engine(Checkpoints):
         shutdown.track(engine)
         return engine
 
+    def _continue_after_checkpoint(self) -> None:
+        """Make new commits follow the checkpoint when the log ends before it (a repair cut records that the
+        checkpoint holds): their LSNs would otherwise be ones the checkpoint already holds, and be skipped."""
+        ended = self.log.last_lsn()
+        if ended < self._checkpoint_lsn and self.log.start_after(self._checkpoint_lsn):
+            warnings.warn(
+                ZapWarning(
+                    f"The commit log of {self.path} ended at LSN {ended}, before the checkpoint at LSN "
+                    f"{self._checkpoint_lsn} (a repair cut it there). The checkpoint holds every record the "
+                    "log still had; the log now continues after the checkpoint, so new commits are kept."
+                ),
+                stacklevel=3,
+            )
+
     def close(self) -> None:
         """Stop watching and close the log. Idempotent."""
         if self._closed.is_set():
@@ -141,7 +158,8 @@ class Engine(Checkpoints):
                 self.checkpoint()
         finally:
             self._stop_watching(timeout=5)
-            self.log.close()
+            with self._checkpoint_mutex:  # a checkpoint of another thread finishes first
+                self.log.close()
 
     def halt(self) -> None:
         """Stop watching and close the log without a checkpoint (at interpreter exit: see

@@ -64,6 +64,7 @@ class Checkpoints:
         """Write a checkpoint now (:mod:`zapnb.checkpoint`); ``False`` if another process is writing one."""
         self.check_usable()
         with self._checkpoint_mutex:
+            self.check_usable()  # closed while this waited: close() takes the mutex before closing the log
             with self._apply_lock:
                 lsn, catalog = self._applied, self._catalog
                 tables = {name: state.frozen() for name, state in self._tables.items()}
@@ -157,7 +158,7 @@ class Checkpoints:
                 ),
                 stacklevel=2,
             )
-            return checkpoints.rebuild_table(self.path, name, entry, definition)
+            return checkpoints.rebuild_table(self.path, name, entry, definition, lsn)
 
     def _swap(self, info: checkpoints.CheckpointInfo, *, written: bool = False) -> None:
         """Replace the states of the tables a checkpoint wrote by ones mapped from its files (``written``:

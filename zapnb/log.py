@@ -62,6 +62,7 @@ from typing import Final, Literal
 from zapnb.durable import fsync_dir
 from zapnb.errors import (
     ClosedError,
+    CorruptionError,
     InvalidValueError,
     NestedWriteError,
     UsedAfterForkError,
@@ -75,6 +76,7 @@ from zapnb.logformat import (
     LogRecord,
     Scan,
     as_payload,
+    create_segment,
     io_error,
     list_segments,
     make_dirs,
@@ -385,6 +387,46 @@ class CommitLog:
                 self._remove_segment(start)
                 removed += 1
             return removed
+
+    def start_after(self, lsn: int) -> bool:
+        """Continue the log after ``lsn`` if it ends before it; return whether it did.
+
+        For a log that a repair cut below a checkpoint at ``lsn``: every record it still has is older and
+        held by that checkpoint, so they are deleted and the next record gets ``lsn + 1`` (otherwise new
+        records would get LSNs the checkpoint already holds, and be skipped). Needs every other process to
+        have the log closed, as a repair does.
+        """
+        self._check_writable()
+        with self._exclusive("start_after"), self._mutex:
+            tail = self._require_tail()
+            tail.advance(locked=True)
+            if tail.lsn >= lsn:
+                return False
+            try:
+                fcntl.flock(self._open_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CorruptionError(
+                    f"The commit log in {self.directory} ends at LSN {tail.lsn}, before the checkpoint at "
+                    f"LSN {lsn} (a repair cut it), and another process has it open: close every other "
+                    "process using this data directory, then open it again.",
+                    file=str(tail.seg.path),
+                    offset=tail.offset,
+                ) from None
+            try:
+                self._restart(lsn + 1)
+            finally:
+                fcntl.flock(self._open_fd, fcntl.LOCK_SH)
+            return True
+
+    def _restart(self, start: int) -> None:
+        """Replace every segment with an empty one whose first record is ``start`` (holds the lock)."""
+        old = self._require_tail().seg
+        for first in list_segments(self.directory):  # a crash in between leaves a log that restarts again
+            self._remove_segment(first)
+        os.close(old.fd)
+        self._tail = None
+        os.close(create_segment(self.directory, start, min(PREALLOCATE, self.segment_size)).fd)
+        self._recover(repair=False)
 
     def stats(self) -> LogStats:
         """Counters of this process's use of the log (appends, fsyncs, rollovers): tests, benchmarks."""

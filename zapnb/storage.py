@@ -329,25 +329,24 @@ def _manifest_intact(path: Path) -> bool:
 
 def _open_for_write(uri: Path) -> Any:
     """The dataset at its newest version (``None`` if there is none), damaged newest manifests moved aside."""
-    manifests = _manifests(uri)
-    damaged = []
-    for version, path in manifests:
-        if _manifest_intact(path):
+    damaged, opened = [], None
+    for version, path in _manifests(uri):
+        opened = _open_version(uri, version) if _manifest_intact(path) else None
+        if opened is not None:
             break
         damaged.append((version, path))
     if damaged:
         _quarantine(uri, damaged)
-    if len(damaged) == len(manifests):
-        return None
+    return opened
+
+
+def _open_version(uri: Path, version: int) -> Any:
+    """The dataset at ``version``, or ``None`` if Lance cannot open it (a whole manifest may still be damaged
+    inside: a flipped byte)."""
     try:
-        return _lance().dataset(str(uri))
-    except (OSError, ValueError, RuntimeError) as err:
-        raise CorruptionError(
-            f"The Lance dataset {uri} cannot be opened ({err}). Its base file and the commit log still hold "
-            "the table: move the dataset aside and checkpoint again to rewrite it.",
-            file=str(uri),
-            offset=0,
-        ) from err
+        return _lance().dataset(str(uri), version=version)
+    except (OSError, ValueError, RuntimeError):
+        return None
 
 
 def _quarantine(uri: Path, damaged: Sequence[tuple[int, Path]]) -> None:
@@ -360,8 +359,8 @@ def _quarantine(uri: Path, damaged: Sequence[tuple[int, Path]]) -> None:
         warnings.warn(
             ZapWarning(
                 f"The newest version ({version}) of the Lance dataset {uri} was damaged (its manifest "
-                f"{path.name} is incomplete, as a hard stop of the machine leaves it); it was moved to "
-                f"{aside} and the table continues from the version before it."
+                f"{path.name} is incomplete, as a hard stop of the machine leaves it, or cannot be read); it "
+                f"was moved to {aside} and the table continues from the version before it."
             ),
             stacklevel=3,
         )

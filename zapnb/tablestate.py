@@ -76,6 +76,9 @@ class TableState:
         The number of rows in the base: the checkpoint's, then those of the batches applied since.
     batches:
         The bulk inserts applied since the checkpoint, in LSN order.
+    rebuilt:
+        The state was rebuilt because its checkpoint files are damaged: the next checkpoint writes them anew
+        even if nothing changed.
     """
 
     name: str
@@ -86,6 +89,7 @@ class TableState:
     read_row: RowReader = _no_rows
     base: Any = None  # the base as an Arrow table (memory-mapped, then the batches), when there is one
     batches: list[Batch] = field(default_factory=list)
+    rebuilt: bool = False
 
     def __post_init__(self) -> None:
         self.overlay: dict[str, list[tuple[int, Document | None]]] = {}
@@ -251,7 +255,7 @@ class TableState:
         copy = TableState(
             self.name, self.number, dict(self.indexes), self.base_lsn, self.base_rows, self.read_row
         )
-        copy.base = self.base
+        copy.base, copy.rebuilt = self.base, self.rebuilt
         copy.batches = list(self.batches)
         # The histories are shared: they only ever grow, and a checkpoint reads each as of its LSN. Copying
         # them under the apply lock took 0.17 s for 60,000 documents, a pause every commit waited for.
