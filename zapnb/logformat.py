@@ -363,8 +363,10 @@ def corruption_error(path: Path, offset: int, reason: str) -> CorruptionError:
     return CorruptionError(
         f"The commit log is damaged at byte {offset} of {path}: {reason}. Committed records from there on "
         "cannot be trusted, and zapnb does not continue with a silently shorter history. Restore the data "
-        "directory from a backup, or open it with repair=True to cut the log at the damage (the cut bytes "
-        f"are kept in {path.parent / 'damaged'} and the number of dropped records is reported).",
+        "directory from a backup, or cut the log at the damage with "
+        f"zapnb.log.CommitLog.open({str(path.parent.parent)!r}, repair=True) once no other process has it "
+        f"open (the cut bytes are kept in {path.parent / 'damaged'} and the number of dropped records is "
+        "reported), then connect again.",
         file=str(path),
         offset=offset,
     )
