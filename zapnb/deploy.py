@@ -50,7 +50,7 @@ class DeployReport:
             f"Deployed in {self.seconds:.2f} s: tables created: {listed(self.tables_created)}; "
             f"indexes created: {listed(self.indexes_created)}; "
             f"indexes removed: {listed(self.indexes_removed)}; "
-            f"{self.documents_checked} documents checked."
+            f"{self.documents_checked} document{'' if self.documents_checked == 1 else 's'} checked."
         )
 
 
