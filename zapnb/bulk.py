@@ -6,8 +6,10 @@ Responsibilities:
   checks (:func:`frame_rows`: a null in an optional field's column is a missing field);
 - check a frame column by column (:func:`check_frame`) when its table is *flat* (an object whose fields all
   sit in scalar columns: strings, IDs, enums, numbers, booleans, bytes, null, each maybe nullable or
-  optional), with :func:`zapnb.columns.check_column` and the document size rule computed per row; for the
-  first bad row it runs the row check on that row's dict, so the error is the one a list of dicts raises;
+  optional), with :func:`zapnb.columns.check_column` and two document rules computed per row (integers
+  within int64, the document size); for the first bad row it runs the row check on that row's dict, so the
+  error is the one a list of dicts raises;
+- name the row in an error of the row check (:func:`in_row`: ``Invalid value at [3].name``);
 - make the Arrow batch of the checked rows in the table's layout, with their IDs and creation times
   (:func:`batch_from_frame`, :func:`batch_from_documents`);
 - hold a transaction's batches until it commits (:class:`PendingBulk`): read a row back by ID, take out a
@@ -50,6 +52,7 @@ from zapnb.changes import Write
 from zapnb.columnkeys import KeyColumns, key_columns, sorted_table_keys
 from zapnb.columns import check_column
 from zapnb.documents import MAX_DOCUMENT_SIZE, MAX_OBJECT_FIELDS
+from zapnb.errors import InvalidValueError
 from zapnb.ids import Id
 from zapnb.layoutcodec import slot_of
 from zapnb.validator_kinds import ObjectValidator, OptionalValidator
@@ -77,6 +80,7 @@ __all__ = [
     "check_frame",
     "frame_of",
     "frame_rows",
+    "in_row",
     "keys_meanwhile",
     "paused_gc",
 ]
@@ -139,6 +143,32 @@ def _optional_fields(definition: TableDefinition | None) -> frozenset[str]:
     return frozenset(n for n, f in definition.document.fields if isinstance(f, OptionalValidator))
 
 
+def in_row(error: InvalidValueError, row: int) -> InvalidValueError:
+    """``error``, raised by the document rules for one row of a bulk insert, changed to name that row.
+
+    Its path gets ``[row]`` in front, as a :class:`~zapnb.SchemaValidationError` of the row check has it, and
+    so does the place its message names (``Invalid value at .a: ...`` becomes ``Invalid value at [3].a:
+    ...``, ``Document too large: ...`` becomes ``Document too large at [3]: ...``); its class and other
+    attributes stay.
+
+    Examples
+    --------
+    >>> from zapnb.documents import check_document
+    >>> try:
+    ...     check_document({"tags": {"a"}})
+    ... except InvalidValueError as err:
+    ...     print(in_row(err, 3).path, str(err)[:37])
+    [3].tags Invalid value at [3].tags: a builtins
+    """
+    message, path = str(error), f"[{row}]{error.path}"
+    place = f" at {error.path}: " if error.path else ": "
+    head, found, rest = message.partition(place)
+    shaped = found and head and ":" not in head  # else not a document rule's message: say the row first
+    message = f"{head} at {path}: {rest}" if shaped else f"Row [{row}]: {message}"
+    error.args, error.path = (message,), path
+    return error
+
+
 # --- checking a frame column by column ----------------------------------------------------------------------
 
 
@@ -190,12 +220,27 @@ def _checked_columns(
         return [], 0  # an extra field, or a required one missing: the first row already has it
     columns, first_bad = [], frame.height
     for name in [n for n in fields if n in frame.columns]:
-        checked = check_column(fields[name], frame.get_column(name), ids=ids)
+        column = frame.get_column(name)
+        first_bad = min(first_bad, _first_outside_int64(column))
+        checked = check_column(fields[name], column, ids=ids)
         if isinstance(checked, int):
             first_bad = min(first_bad, checked)
         else:
             columns.append(checked)
     return columns, first_bad
+
+
+def _first_outside_int64(column: pl.Series) -> int:
+    """The first row holding an integer outside int64 (a document cannot hold it, whatever the field's
+    validator: ``v.number()`` too), or the number of rows; only UInt64 and 128-bit columns can."""
+    import polars as pl
+
+    within = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+    if not column.dtype.is_integer() or column.dtype in within:
+        return len(column)
+    outside = column.cast(pl.Int64, strict=False).is_null() & column.is_not_null()
+    rows = outside.arg_true()
+    return int(rows[0]) if len(rows) else len(column)
 
 
 def _first_too_large(columns: Sequence[pl.Series], fields: Mapping[str, Any]) -> int:

@@ -26,6 +26,7 @@ from zapnb.bulk import (
     check_frame,
     frame_of,
     frame_rows,
+    in_row,
     paused_gc,
 )
 from zapnb.changes import ReadRange, Write
@@ -171,7 +172,7 @@ class Transaction:
                 return self._insert_columns(table, columns)
             rows = frame_rows(frame, self._declared_definition(table))
         return self._insert_documents(
-            table, [self._checked(table, dict(row), i) for i, row in enumerate(rows)]
+            table, [self._checked(table, _row(row, i), i) for i, row in enumerate(rows)]
         )
 
     def _insert_documents(self, table: str, docs: list[Document]) -> list[Id]:
@@ -252,7 +253,12 @@ class Transaction:
 
     def _checked(self, table: str, doc: Document, row: int | None = None) -> Document:
         """``doc`` checked and normalized; errors of a bulk insert's ``row`` name it in their path."""
-        checked = check_document(doc)
+        try:
+            checked = check_document(doc)
+        except InvalidValueError as err:
+            if row is not None:
+                in_row(err, row)  # the same error, now naming the row
+            raise
         definition = self._definition(table)
         if definition is None:
             return checked
@@ -357,6 +363,18 @@ def _same_document(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
         elif other is MISSING or encode_value(value) != encode_value(other):
             return False
     return True
+
+
+def _row(row: object, at: int) -> Document:
+    """Row ``at`` of an ``insert_many`` as a dict of its own; a row that is not a mapping is refused."""
+    if not isinstance(row, Mapping):
+        raise InvalidValueError(
+            f"Invalid value at [{at}]: each row of insert_many is a dict of field names to values, not a "
+            f"{type(row).__name__}; pass dicts such as {{'text': 'hello'}}.",
+            path=f"[{at}]",
+            value=row,
+        )
+    return dict(row)
 
 
 def read_by_id(snapshot: Snapshot, doc_id: str) -> Document | None:
