@@ -189,7 +189,9 @@ def test_a_query_reads_at_one_snapshot(db: zapnb.Database) -> None:
     @zapnb.query
     def read_twice(ctx: QueryContext) -> tuple[str, str, zapnb.Id | None]:
         first = ctx.db.get(note)
-        db.patch(note, {"text": "new"})  # a commit made while the query runs
+        writer = threading.Thread(target=db.patch, args=(note, {"text": "new"}))
+        writer.start()  # a commit made (on another thread) while the query runs
+        writer.join()
         second = ctx.db.get(note)
         assert first is not None
         assert second is not None
@@ -451,3 +453,13 @@ def test_the_decorators_are_package_attributes_after_the_query_builder_loads() -
     assert zapnb.query is zapnb.functions.query
     assert zapnb.mutation is zapnb.functions.mutation
     assert zapnb.UserIdentity is zapnb.functions.UserIdentity
+
+
+@pytest.mark.parametrize("identity", [5, 2.5, ["alice"], b"alice"])
+def test_as_user_refuses_what_is_not_an_identity(db: zapnb.Database, identity: Any) -> None:
+    with pytest.raises(zapnb.InvalidValueError) as caught:
+        db.as_user(identity)
+    assert caught.value.value == identity
+    assert str(caught.value).startswith(
+        "db.as_user() takes a subject (a str such as 'alice'), a dict of claims"
+    )

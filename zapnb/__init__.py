@@ -53,8 +53,9 @@ from zapnb.errors import (
 )
 
 if TYPE_CHECKING:
+    from zapnb.cli import CommandLineError
     from zapnb.db import Database, connect
-    from zapnb.deploy import DeployReport
+    from zapnb.deploy import DeleteTableReport, DeployReport, TableDeletionError
     from zapnb.functions import UserIdentity, mutation, query
     from zapnb.ids import Id
     from zapnb.jsonvalues import decode_json, encode_json
@@ -72,6 +73,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "connect": ("zapnb.db", "connect"),
     "Database": ("zapnb.db", "Database"),
     "DeployReport": ("zapnb.deploy", "DeployReport"),
+    "DeleteTableReport": ("zapnb.deploy", "DeleteTableReport"),
+    "TableDeletionError": ("zapnb.deploy", "TableDeletionError"),
+    "CommandLineError": ("zapnb.cli", "CommandLineError"),
     "query": ("zapnb.functions", "query"),
     "mutation": ("zapnb.functions", "mutation"),
     "UserIdentity": ("zapnb.functions", "UserIdentity"),
@@ -94,9 +98,11 @@ __all__ = [
     "UNSET",
     "ArgumentValidationError",
     "ClosedError",
+    "CommandLineError",
     "ConflictError",
     "CorruptionError",
     "Database",
+    "DeleteTableReport",
     "DeployReport",
     "DeployValidationError",
     "DocumentLimitError",
@@ -128,6 +134,7 @@ __all__ = [
     "StorageIOError",
     "Subscription",
     "TableDefinition",
+    "TableDeletionError",
     "Transaction",
     "UsedAfterForkError",
     "UserIdentity",

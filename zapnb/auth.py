@@ -58,6 +58,13 @@ class UserIdentity:
             return identity
         if isinstance(identity, str):
             return cls(identity)
+        if not isinstance(identity, Mapping):
+            raise InvalidValueError(
+                f"db.as_user() takes a subject (a str such as 'alice'), a dict of claims with at least "
+                f"'subject', a zapnb.UserIdentity or None, not {type(identity).__name__} {identity!r}.",
+                path="",
+                value=identity,
+            )
         claims = dict(identity)
         snake, camel = claims.pop("token_identifier", ""), claims.pop("tokenIdentifier", "")
         return cls(

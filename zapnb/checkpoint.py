@@ -22,6 +22,7 @@ import fcntl
 import itertools
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from zapnb.catalog import highest_number
 from zapnb.changes import ChangeSet, Write
 from zapnb.errors import CorruptionError
 from zapnb.faults import kill_point
@@ -48,6 +50,7 @@ from zapnb.storage import (
     read_table_version,
     release_pages,
     released,
+    table_path,
     write_base_batches,
     write_table_version,
 )
@@ -63,6 +66,7 @@ __all__ = [
     "load_table",
     "read_info",
     "rebuild_table",
+    "remove_deleted_datasets",
     "remove_unreferenced",
     "write_checkpoint",
 ]
@@ -73,13 +77,19 @@ LOCK_FILE = "checkpoint.lock"
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """What ``checkpoint.json`` says: the LSN, the one before, the catalog then, and each table's files."""
+    """What ``checkpoint.json`` says: the LSN, the one before, the catalog then, and each table's files.
+
+    ``highest`` is the highest number a table ever had by then, deleted tables' included (a new table's
+    number is above it: :class:`~zapnb.catalog.TableNumbers`); files written before it was recorded have
+    none, and the highest of ``numbers`` stands for it.
+    """
 
     lsn: int
     previous_lsn: int
     schema: Mapping[str, Any] | None
     numbers: Mapping[str, int]
     tables: Mapping[str, Mapping[str, Any]]
+    highest: int = 0
 
     def to_json(self) -> bytes:
         """The file's bytes."""
@@ -89,6 +99,7 @@ class CheckpointInfo:
             "previous_lsn": self.previous_lsn,
             "schema": self.schema,
             "numbers": dict(self.numbers),
+            "highest": self.highest,
             "tables": {name: dict(files) for name, files in self.tables.items()},
         }
         return json.dumps(body).encode()
@@ -105,6 +116,7 @@ def read_info(root: Path) -> CheckpointInfo | None:
             schema=body["schema"],
             numbers=dict(body["numbers"]),
             tables=dict(body["tables"]),
+            highest=int(body.get("highest", 0)),
         )
     except FileNotFoundError:
         return None
@@ -264,15 +276,20 @@ def write_checkpoint(
 ) -> CheckpointInfo | None:
     """Checkpoint every table changed since its base, as of ``lsn`` (all states must have applied ``lsn``).
 
-    Returns the new checkpoint, or ``None`` if another process is checkpointing right now or the last
-    checkpoint is already as new (and none of its files was found damaged).
+    ``numbers`` is the catalog's at ``lsn``: a table of the previous checkpoint that it no longer numbers (or
+    numbers anew: deleted, then created again) is left out, and its files and Lance dataset are removed
+    (:func:`remove_unreferenced`, :func:`remove_deleted_datasets`). Returns the new checkpoint, or ``None``
+    if another process is checkpointing right now or the last checkpoint is already as new (and none of its
+    files was found damaged).
     """
     with checkpoint_lock(root) as taken:
         previous = read_info(root) if taken else None
         rebuilt = any(state.rebuilt for state in tables.values())  # damaged files to write anew
         if not taken or (previous is not None and previous.lsn >= lsn and not rebuilt):
             return None
-        entries = dict(previous.tables) if previous is not None else {}
+        entries = _kept_entries(previous, numbers)
+        renumbered = [n for n in (previous.tables if previous else ()) if n in numbers and n not in entries]
+        _remove_datasets(root, renumbered)  # deleted and created again: the new dataset starts afresh
         for name, state in tables.items():
             definition = stored_definition(schema, name)
             entry = entries.get(name)
@@ -290,11 +307,23 @@ def write_checkpoint(
             schema=None if schema is None else schema.to_json(),
             numbers=dict(numbers),
             tables=entries,
+            highest=highest_number(numbers),
         )
         kill_point("checkpoint.before_info_write")
         atomic_write_bytes(root / CHECKPOINT_FILE, info.to_json())
         remove_unreferenced(root, info)
+        remove_deleted_datasets(root, info)
         return info
+
+
+def _kept_entries(
+    previous: CheckpointInfo | None, numbers: Mapping[str, int]
+) -> dict[str, Mapping[str, Any]]:
+    """The previous checkpoint's tables that still exist under the same number (``db.delete_table`` removes
+    a table's number; a table created again under its name gets a new one)."""
+    if previous is None:
+        return {}
+    return {name: e for name, e in previous.tables.items() if numbers.get(name) == int(e["number"])}
 
 
 def _previous_lsn(previous: CheckpointInfo | None, lsn: int) -> int:
@@ -333,6 +362,28 @@ def remove_unreferenced(root: Path, info: CheckpointInfo) -> list[Path]:
             if path not in keep:
                 path.unlink(missing_ok=True)
                 removed.append(path)
+    return removed
+
+
+def remove_deleted_datasets(root: Path, info: CheckpointInfo) -> list[Path]:
+    """Delete the Lance datasets of tables that ``info`` does not name (deleted with ``db.delete_table``);
+    return them.
+
+    Called with the checkpoint lock held, after ``info`` was written: a dataset it does not name belongs to a
+    deleted table, or to a table whose first checkpoint crashed before naming it (written again in full by
+    the next one; the log holds its documents).
+    """
+    names = [path.name.removesuffix(".lance") for path in (root / "tables").glob("*.lance")]
+    return _remove_datasets(root, [name for name in names if name not in info.tables])
+
+
+def _remove_datasets(root: Path, names: Iterable[str]) -> list[Path]:
+    removed = []
+    for name in names:
+        path = table_path(root, name)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
     return removed
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from zapnb.bulk import frame_of
-from zapnb.deploy import DeployReport, deploy
+from zapnb.deploy import DeleteTableReport, DeployReport, delete_table, deploy
 from zapnb.engine import Engine
 from zapnb.errors import ConflictError
-from zapnb.functions import Function, Runner, UserIdentity
+from zapnb.functions import Function, Runner, UserIdentity, refuse_inside_function
 from zapnb.ids import Id
 from zapnb.queries import Query
 from zapnb.reactive import Reactor, Subscription
@@ -51,6 +51,16 @@ def connect(path: str | os.PathLike[str] | None = None, *, durability: Durabilit
         ``"process"``: a commit returns once the operating system has it; it survives the process
         crashing but not the machine losing power. Faster for bulk work you could redo.
 
+    Raises
+    ------
+    InvalidValueError
+        A bad ``durability``, or a ``path`` that is a file: raised before anything is created.
+    FormatVersionError
+        ``path`` is not empty and is not a zapnb data directory (nothing is written into it), or holds one
+        in another format version.
+    CorruptionError
+        The data directory's ``zapnb.json`` or its commit log is damaged.
+
     Examples
     --------
     >>> import tempfile, zapnb
@@ -59,8 +69,16 @@ def connect(path: str | os.PathLike[str] | None = None, *, durability: Durabilit
     ...     db.get(note)["text"]
     'hello'
     """
-    chosen = path if path is not None else os.environ.get("ZAPNB_DATA_DIR", DEFAULT_DIRECTORY)
-    return Database(Engine.open(Path(chosen), durability=durability))
+    from zapnb.datadir import make_directory
+    from zapnb.errors import InvalidValueError
+
+    if durability not in ("full", "process"):  # before anything is created on disk
+        raise InvalidValueError(
+            f"durability is 'full' or 'process', not {durability!r}. Nothing was created.", value=durability
+        )
+    chosen = Path(path if path is not None else os.environ.get("ZAPNB_DATA_DIR", DEFAULT_DIRECTORY))
+    make_directory(chosen)
+    return Database(Engine.open(chosen, durability=durability))
 
 
 class Database:
@@ -95,10 +113,38 @@ class Database:
         If an existing document does not match, raises :class:`~zapnb.DeployValidationError` and the old
         schema stays active. Long checks and index builds show a progress bar (``progress=False`` hides it).
         """
+        refuse_inside_function("deploy")
         return deploy(self._engine, schema, show_progress=progress)
 
+    def delete_table(self, table: str) -> DeleteTableReport:
+        """Delete ``table`` and all its documents, in one durable commit that every process sees.
+
+        Removing a table from the schema keeps its documents; this is the separate step that deletes them.
+        The table's number is never given to another table, so its old IDs stay unknown (``db.get`` returns
+        ``None``); a table created later under the same name starts empty. Transactions running meanwhile
+        conflict (and mutations are retried). The files go at the next checkpoint (``docs/storage.md``).
+
+        Raises :class:`~zapnb.TableDeletionError` (a :class:`~zapnb.SchemaDefinitionError`) and
+        changes nothing when the table is in the active schema (remove it with :meth:`deploy` first) or
+        does not exist; :class:`~zapnb.NestedWriteError` inside a query or mutation handler.
+
+        Examples
+        --------
+        >>> import tempfile, zapnb
+        >>> with tempfile.TemporaryDirectory() as data, zapnb.connect(data) as db:
+        ...     note = db.insert("scratch", {"text": "draft"})
+        ...     print(db.delete_table("scratch").documents_deleted, db.get(note), db.query("scratch").count())
+        1 None 0
+        """
+        refuse_inside_function("delete_table")
+        return delete_table(self._engine, table)
+
     def transaction(self) -> Transaction:
-        """A transaction: ``with db.transaction() as tx:`` commits at the end, or discards on an exception."""
+        """A transaction: ``with db.transaction() as tx:`` commits at the end, or discards on an exception.
+
+        Refused (:class:`~zapnb.NestedWriteError`) inside a query or mutation handler: use ``ctx.db``.
+        """
+        refuse_inside_function("transaction")
         return Transaction(self._engine)
 
     # --- functions ------------------------------------------------------------------------------------------
@@ -108,7 +154,9 @@ class Database:
 
         A query reads at one snapshot; a mutation commits all its writes or none, and is re-run when it
         conflicts with another commit (:class:`~zapnb.ConflictError` after a few attempts). Bad arguments
-        raise :class:`~zapnb.ArgumentValidationError`. Every run is recorded in :meth:`logs`.
+        raise :class:`~zapnb.ArgumentValidationError`. Every run is recorded in :meth:`logs`. Inside a
+        handler, call another function directly, ``other(ctx, **args)``: ``db.run`` raises
+        :class:`~zapnb.NestedWriteError` there.
         """
         return self._runner.run(fn, args, kwargs, self._identity)
 
@@ -175,6 +223,7 @@ class Database:
 
     def insert(self, table: str, doc: Mapping[str, Any]) -> Id:
         """Insert one document and return its ID (durable when this returns)."""
+        refuse_inside_function("insert")
         return self._write(lambda tx: tx.insert(table, doc))
 
     def insert_many(self, table: str, rows: Rows) -> list[Id]:
@@ -183,19 +232,23 @@ class Database:
         A frame is checked column by column, and a large insert is stored as one columnar batch; errors
         name the row (``Path: [3].name``). See :meth:`Transaction.insert_many`.
         """
+        refuse_inside_function("insert_many")
         docs = rows if frame_of(rows) is not None or isinstance(rows, list) else list(rows)
         return self._write(lambda tx: tx.insert_many(table, docs))
 
     def patch(self, doc_id: str, fields: Mapping[str, Any]) -> None:
         """Shallow-merge ``fields`` into a document (``zapnb.UNSET`` removes a field)."""
+        refuse_inside_function("patch")
         self._write(lambda tx: tx.patch(doc_id, fields))
 
     def replace(self, doc_id: str, doc: Mapping[str, Any]) -> None:
         """Replace a document's fields, keeping ``_id`` and ``_creationTime``."""
+        refuse_inside_function("replace")
         self._write(lambda tx: tx.replace(doc_id, doc))
 
     def delete(self, doc_id: str) -> None:
         """Delete a document."""
+        refuse_inside_function("delete")
         self._write(lambda tx: tx.delete(doc_id))
 
     def _write(self, operation: Callable[[Transaction], T]) -> T:

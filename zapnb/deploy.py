@@ -1,22 +1,25 @@
 """Deploying a schema: compare with the active one, check existing documents, build indexes, report.
 
-Responsibilities: everything ``db.deploy(schema)`` does before and after the engine appends the deploy record.
-The check of existing documents runs inside the log's writer section, so no commit can slip in between the
-check and the switch; if a document fails, nothing is appended and the old schema stays active. New
-indexes are built by every process when it applies the deploy record (:func:`zapnb.indexbuild.build_index`).
+Responsibilities: everything ``db.deploy(schema)`` and ``db.delete_table(name)`` do before and after the
+engine appends their deploy record. The check of existing documents (or of the table to delete) runs inside
+the log's writer section, so no commit can slip in between the check and the switch; if it fails, nothing is
+appended and the old catalog stays active. New indexes are built by every process when it applies the deploy
+record (:func:`zapnb.indexbuild.build_index`); a table whose number the record drops is deleted there too.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Literal
 
-from zapnb.engine import Engine, next_table_number
+from zapnb.catalog import Catalog
+from zapnb.engine import Engine
 from zapnb.errors import DeployValidationError, SchemaDefinitionError, SchemaValidationError
 from zapnb.progress import progress
 from zapnb.schema import AnyIndex, Schema
 
-__all__ = ["DeployReport", "deploy"]
+__all__ = ["DeleteTableReport", "DeployReport", "TableDeletionError", "delete_table", "deploy"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,52 @@ class DeployReport:
         )
 
 
+@dataclass(frozen=True)
+class DeleteTableReport:
+    """What ``db.delete_table`` deleted.
+
+    Attributes
+    ----------
+    table:
+        The deleted table.
+    documents_deleted:
+        How many documents it held.
+    seconds:
+        Time the deletion took.
+    """
+
+    table: str
+    documents_deleted: int
+    seconds: float
+
+    def __str__(self) -> str:
+        count = self.documents_deleted
+        documents = f"{count} document{'' if count == 1 else 's'}"
+        return f"Deleted table {self.table!r} and its {documents} in {self.seconds:.2f} s."
+
+
+class TableDeletionError(SchemaDefinitionError):
+    """``db.delete_table`` refused: the table is in the active schema, or there is no such table.
+
+    Attributes
+    ----------
+    table:
+        The table asked for.
+    reason:
+        ``"in_schema"`` or ``"missing"``.
+    tables:
+        The tables that exist, sorted.
+    """
+
+    def __init__(
+        self, message: str, *, table: str, reason: Literal["in_schema", "missing"], tables: tuple[str, ...]
+    ) -> None:
+        super().__init__(message)
+        self.table = table
+        self.reason = reason
+        self.tables = tables
+
+
 def deploy(engine: Engine, schema: Schema, *, show_progress: bool = True) -> DeployReport:
     """Make ``schema`` the active schema of ``engine``'s database (see :meth:`zapnb.Database.deploy`)."""
     if not isinstance(schema, Schema):
@@ -62,33 +111,65 @@ def deploy(engine: Engine, schema: Schema, *, show_progress: bool = True) -> Dep
         )
     started = time.perf_counter()
     checked = 0
-
-    def check() -> None:
-        nonlocal checked
-        old = engine.catalog.schema
-        if not schema.schema_validation:
-            return
-        for name, definition in schema.tables.items():
-            previous = None if old is None or not old.schema_validation else old.tables.get(name)
-            if previous is None or previous.document != definition.document:
-                checked += _check_table(engine, schema, name, show_progress)
-
     old = engine.snapshot().catalog
-    numbers = dict(old.numbers)
-    created = []
-    for name in schema.tables:
-        if name not in numbers:
-            numbers[name] = next_table_number(numbers)
-            created.append(name)
-    engine.deploy_record(schema, numbers, check, show_progress=show_progress)
+
+    def change(current: Catalog) -> Catalog:  # inside the log's writer section, on the caught-up catalog
+        nonlocal checked, old
+        old = current
+        if schema.schema_validation:
+            validated = current.schema if current.schema and current.schema.schema_validation else None
+            for name, definition in schema.tables.items():
+                previous = None if validated is None else validated.tables.get(name)
+                if previous is None or previous.document != definition.document:
+                    checked += _check_table(engine, schema, name, show_progress)
+        return Catalog(schema, current.numbers.adding(schema.tables))
+
+    engine.deploy_record(change, show_progress=show_progress)
     before, after = _indexes(old.schema), _indexes(schema)
     return DeployReport(
-        tables_created=tuple(created),
+        tables_created=tuple(name for name in schema.tables if name not in old.numbers),
         indexes_created=tuple(sorted(n for n, index in after.items() if before.get(n) != index)),
         indexes_removed=tuple(sorted(n for n, i in before.items() if _built(after.get(n)) != _built(i))),
         documents_checked=checked,
         seconds=time.perf_counter() - started,
     )
+
+
+def delete_table(engine: Engine, table: str) -> DeleteTableReport:
+    """Delete ``table`` and its documents (see :meth:`zapnb.Database.delete_table`)."""
+    started = time.perf_counter()
+    deleted = 0
+
+    def change(current: Catalog) -> Catalog:  # inside the log's writer section, on the caught-up catalog
+        nonlocal deleted
+        _refuse_deletion(current, table)
+        snapshot = engine.snapshot()
+        state = snapshot.tables.get(table)
+        deleted = 0 if state is None else state.count(snapshot.lsn)
+        return Catalog(current.schema, current.numbers.without(table))
+
+    engine.deploy_record(change, show_progress=False)
+    return DeleteTableReport(table, deleted, time.perf_counter() - started)
+
+
+def _refuse_deletion(catalog: Catalog, table: str) -> None:
+    existing = tuple(sorted(catalog.numbers))
+    if catalog.schema is not None and table in catalog.schema.tables:
+        raise TableDeletionError(
+            f"Table {table!r} is in the active schema, so it cannot be deleted. Remove it from the schema "
+            "with db.deploy first (its documents stay), then call db.delete_table again.",
+            table=table,
+            reason="in_schema",
+            tables=existing,
+        )
+    if table not in catalog.numbers:
+        raise TableDeletionError(
+            f"There is no table {table!r} to delete (nothing was changed). Existing tables: "
+            f"{', '.join(existing) or 'none'}.",
+            table=table,
+            reason="missing",
+            tables=existing,
+        )
 
 
 def _check_table(engine: Engine, schema: Schema, table: str, show_progress: bool) -> int:

@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from zapnb import shutdown, sidefiles
 from zapnb.bulk import BulkPart, BulkRows, bulk_parts, keys_meanwhile
-from zapnb.catalog import Catalog, Snapshot, next_table_number
+from zapnb.catalog import Catalog, Snapshot, TableNumbers, next_table_number
 from zapnb.changes import (
     BulkChange,
     BulkFile,
@@ -335,25 +335,20 @@ class Engine(Checkpoints):
             return nullcontext([])
         return sidefiles.pending(self.path, [(part.table, part.rows) for part in parts], written)
 
-    def deploy_record(
-        self,
-        schema: Schema | None,
-        numbers: Mapping[str, int],
-        check: Callable[[], None],
-        *,
-        show_progress: bool = True,
-    ) -> int:
-        """Append a deploy record; ``check`` runs inside the writer section on the caught-up state first.
-        Applying it builds new indexes, with a progress bar if ``show_progress`` (and the build is long)."""
+    def deploy_record(self, change: Callable[[Catalog], Catalog], *, show_progress: bool = True) -> int:
+        """Append a deploy record of the catalog that ``change`` makes of the current one.
+
+        ``change`` runs inside the log's writer section on the caught-up state, so no commit comes between
+        what it checks and the switch; if it raises, nothing is appended. Tables whose number the new
+        catalog drops are deleted with their documents. Applying the record builds new indexes, with a
+        progress bar if ``show_progress`` (and the build is long).
+        """
         self.check_usable()
-        record = Deploy(
-            time=time.time() * 1000.0,
-            schema=None if schema is None else schema.to_json(),
-            tables=dict(numbers),
-        )
         with self.log.writer() as writer:
             self._apply(writer.read_since(self._applied))
-            check()
+            catalog = change(self._catalog)
+            schema = None if catalog.schema is None else catalog.schema.to_json()
+            record = Deploy(time=time.time() * 1000.0, schema=schema, tables=dict(catalog.numbers))
             lsn = writer.append(encode_record(record))
         self._deploying = show_progress  # this process's deploy may show its index builds' progress
         try:
@@ -451,7 +446,10 @@ class Engine(Checkpoints):
             self._apply_deploy(lsn, record)
             return None
         if record.tables:
-            self._catalog = Catalog(self._catalog.schema, {**self._catalog.numbers, **record.tables})
+            numbers = self._catalog.numbers
+            self._catalog = Catalog(
+                self._catalog.schema, TableNumbers({**numbers, **record.tables}, numbers.highest)
+            )
         by_table: dict[str, list[Write]] = {}
         for write in record.writes:
             by_table.setdefault(write.table, []).append(write)
@@ -496,8 +494,9 @@ class Engine(Checkpoints):
 
     def _apply_deploy(self, lsn: int, record: Deploy) -> None:
         schema = None if record.schema is None else Schema.from_json(record.schema)
-        self._catalog = Catalog(schema, dict(record.tables))
+        self._catalog = Catalog(schema, TableNumbers(record.tables, self._catalog.numbers.highest))
         self._deploys.append(lsn)
+        self._drop_deleted_tables()
         for name, definition in ({} if schema is None else schema.tables).items():
             state = self._table(name)
             wanted = {spec.name: spec for spec in user_index_specs(definition)}
@@ -507,6 +506,18 @@ class Engine(Checkpoints):
             for spec in wanted.values():
                 if spec.name not in state.indexes:
                     state.add_index(spec, build_index(state, spec, lsn, show_progress=self._deploying))
+
+    def _drop_deleted_tables(self) -> None:
+        """Forget the states of tables whose number the catalog no longer has (``db.delete_table``); the next
+        checkpoint, which this makes due, leaves their files out."""
+        numbers = self._catalog.numbers
+        deleted = [name for name, state in self._tables.items() if numbers.get(name) != state.number]
+        for name in deleted:
+            del self._tables[name]
+        if deleted:
+            self._writes_since_checkpoint += 1
+            if self._first_write_at is None:
+                self._first_write_at = time.monotonic()
 
     def _table(self, name: str) -> TableState:
         state = self._tables.get(name)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from zapnb import checkpoint as checkpoints
 from zapnb import sidefiles
-from zapnb.catalog import Catalog, Snapshot
+from zapnb.catalog import Catalog, Snapshot, TableNumbers
 from zapnb.changes import ChangeSet
 from zapnb.errors import CorruptionError, ZapWarning
 from zapnb.faults import kill_point
@@ -100,7 +100,7 @@ class Checkpoints:
             if not replace and self._applied:
                 return
             self._tables = tables
-            self._catalog = Catalog(schema, dict(info.numbers))
+            self._catalog = Catalog(schema, TableNumbers(info.numbers, info.highest))
             self._checkpoint_lsn = info.lsn
             self._applied = min([info.lsn, *(state.base_lsn for state in tables.values())])
             self._recent.clear()
@@ -178,7 +178,9 @@ class Checkpoints:
         carried = {
             name: checkpoints.carry_over(olds[name], new, until=upto)
             for name, new in tables.items()
-            if name in olds and set(olds[name].indexes) == set(new.indexes)
+            if name in olds
+            and olds[name].number == new.number
+            and set(olds[name].indexes) == set(new.indexes)
         }
         with self._apply_lock:
             if any(self._tables.get(name) is not olds[name] for name in carried) or not self._recent_since(

@@ -11,7 +11,9 @@ Responsibilities:
 - hand the handler its context: ``ctx.db`` (a :class:`DatabaseReader` in a query, a :class:`DatabaseWriter`
   in a mutation) and ``ctx.auth`` (:class:`Auth`, the identity set with ``db.as_user(...)``);
 - count what each run reads and writes, and record the run in the database's run log
-  (:mod:`zapnb.monitoring`).
+  (:mod:`zapnb.monitoring`);
+- mark the thread a handler runs on, so that writing through the outer database object from a handler
+  (``db.insert``, ``db.run``, ``db.transaction()``...) is refused (:func:`refuse_inside_function`).
 
 The handler takes its arguments as keyword arguments: ``def send(ctx, *, body, author)``, where Convex
 passes one object (``handler: async (ctx, args) => ...``). An optional argument (``v.optional(...)``) that
@@ -50,6 +52,7 @@ from zapnb.errors import (
     ArgumentValidationError,
     ConflictError,
     FunctionDefinitionError,
+    NestedWriteError,
     ReadOnlyError,
     SchemaDefinitionError,
     SchemaValidationError,
@@ -76,6 +79,8 @@ __all__ = [
     "UserIdentity",
     "mutation",
     "query",
+    "refuse_inside_function",
+    "running_function",
 ]
 
 #: How many times ``db.run`` runs a mutation whose commit conflicts before raising ``ConflictError``.
@@ -333,6 +338,13 @@ def _args_validator(name: str, kind: FunctionKind, args: Mapping[str, Validator]
 
 def _check_parameters(name: str, handler: Callable[..., Any], validator: ObjectValidator | None) -> None:
     """Refuse a handler that could never take the declared arguments (found at definition, not at run)."""
+    if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
+        raise FunctionDefinitionError(
+            f"Function {name!r} cannot be defined: its handler is an async def, and zapnb runs functions "
+            "synchronously (nothing would ever await it). Write it as a plain def, without async and await: "
+            "ctx.db calls return their results directly.",
+            function=name,
+        )
     params = list(inspect.signature(handler).parameters.values())
     if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
         raise _definition_error(name, "its handler must take the context as first parameter")
@@ -394,8 +406,12 @@ class Runner:
 
         Raises :class:`~zapnb.ArgumentValidationError` for arguments that do not match, the handler's own
         exception (after discarding every write), or :class:`~zapnb.ConflictError` once
-        :data:`MUTATION_ATTEMPTS` attempts all conflicted.
+        :data:`MUTATION_ATTEMPTS` attempts all conflicted; :class:`~zapnb.FunctionDefinitionError` for ``fn``
+        not declared with ``@zapnb.query``/``@zapnb.mutation``; :class:`~zapnb.NestedWriteError` when called
+        from inside a running handler on this thread (see :func:`refuse_inside_function`).
         """
+        _check_declared(fn)
+        refuse_inside_function("run")
         with self._recorded(fn) as counts:
             checked = self.checked_args(fn, args, kwargs)
             if fn.kind == "query":
@@ -481,7 +497,7 @@ def _run_query(
 ) -> R:
     counts.attempts = 1
     try:
-        return fn.handler(QueryContext(DatabaseReader(tx, fn.name, counts), auth), **args)
+        return _call(fn, QueryContext(DatabaseReader(tx, fn.name, counts), auth), args)
     finally:
         tx.discard()
 
@@ -492,7 +508,7 @@ def _attempt(
     """Run a mutation's handler once in a new transaction and commit it; a conflicting commit comes back."""
     tx = Transaction(engine)
     try:
-        result = fn.handler(MutationContext(DatabaseWriter(tx, fn.name, counts), auth), **args)
+        result = _call(fn, MutationContext(DatabaseWriter(tx, fn.name, counts), auth), args)
     except BaseException:
         tx.discard()
         raise
@@ -502,6 +518,74 @@ def _attempt(
         return _Conflicted(err)
     counts.wrote(tx)
     return result
+
+
+def _call(fn: Function[..., R], ctx: QueryContext | MutationContext, args: dict[str, Any]) -> R:
+    """Call ``fn``'s handler with this thread marked as running it; refuse an awaitable result."""
+    outer, _running.function = running_function(), fn
+    try:
+        result = fn.handler(ctx, **args)
+    finally:
+        _running.function = outer
+    if inspect.isawaitable(result) or inspect.isasyncgen(result):
+        if inspect.iscoroutine(result):
+            result.close()  # never started: closing it spares the "coroutine was never awaited" warning
+        raise FunctionDefinitionError(
+            f"{fn.kind.capitalize()} {fn.name!r} returned a {type(result).__name__}, which would have to be "
+            "awaited, and zapnb runs functions synchronously (nothing in it ran). Write the handler as a "
+            "plain def that returns its result, without async and await.",
+            function=fn.name,
+        )
+    return result
+
+
+def _check_declared(fn: object) -> None:
+    if not isinstance(fn, Function):
+        name = getattr(fn, "__name__", None) or repr(fn)
+        raise FunctionDefinitionError(
+            f"db.run() takes a function declared with @zapnb.query or @zapnb.mutation, not {fn!r}. Put "
+            "@zapnb.query (it reads) or @zapnb.mutation (it writes) above its def handler(ctx, ...).",
+            function=name,
+        )
+
+
+# --- the handler running on this thread ---------------------------------------------------------------------
+
+_running = threading.local()
+_ALONE: Final = "it would commit on its own, once per attempt when the mutation is re-run after a conflict, "
+_INSTEAD: Final = {
+    ("query", "run"): "a query is read-only and reads one snapshot. To reuse another query, call it "
+    "directly with this context: other(ctx, **args)",
+    ("query", "write"): "a query is read-only. Move the write into a @zapnb.mutation, where ctx.db writes",
+    ("mutation", "run"): _ALONE + "and stay if it fails. Call the other function directly instead, "
+    "other(ctx, **args), so its writes commit with this mutation",
+    ("mutation", "write"): _ALONE + "and stay if it fails. Write with ctx.db (already a transaction), so "
+    "the write commits with the mutation",
+}
+
+
+def running_function() -> Function[..., Any] | None:
+    """The query or mutation whose handler is running on this thread (``None`` outside any)."""
+    fn: Function[..., Any] | None = getattr(_running, "function", None)
+    return fn
+
+
+def refuse_inside_function(operation: str) -> None:
+    """Raise :class:`~zapnb.NestedWriteError` if a handler is running on this thread.
+
+    ``Database`` calls this first in its writing entry points (``insert``, ``insert_many``, ``patch``,
+    ``replace``, ``delete``, ``run``, ``transaction``): called from a handler they would commit on their own,
+    outside the function's transaction. Other threads are not affected.
+    """
+    fn = running_function()
+    if fn is not None:
+        call = "db.transaction()" if operation == "transaction" else f"db.{operation}(...)"
+        instead = _INSTEAD[fn.kind, "run" if operation == "run" else "write"]
+        raise NestedWriteError(
+            f"{call} was called inside {fn.kind} {fn.name!r} through the database object instead of "
+            f"ctx.db: {instead}.",
+            operation=operation,
+        )
 
 
 @dataclass(frozen=True, slots=True)
