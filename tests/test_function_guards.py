@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import zapnb
-from zapnb.functions import MutationContext, QueryContext, running_function
+from zapnb.functions import MutationContext, QueryContext
+from zapnb.runner import running_function
 
 Write = Callable[[zapnb.Database, zapnb.Id], object]
 

@@ -17,10 +17,11 @@ from zapnb.bulk import frame_of
 from zapnb.deploy import DeleteTableReport, DeployReport, delete_table, deploy
 from zapnb.engine import Engine
 from zapnb.errors import ConflictError
-from zapnb.functions import Function, Runner, UserIdentity, refuse_inside_function
+from zapnb.functions import Function, UserIdentity
 from zapnb.ids import Id
 from zapnb.queries import Query
 from zapnb.reactive import Reactor, Subscription
+from zapnb.runner import Runner, refuse_inside_function
 from zapnb.schema import Schema
 from zapnb.transaction import Rows, Transaction, read_by_id
 

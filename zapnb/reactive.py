@@ -42,9 +42,10 @@ from typing import TYPE_CHECKING, Any, Final
 from zapnb.changes import BulkChange, ChangeSet, ReadRange
 from zapnb.delivery import Deliverer, report
 from zapnb.errors import ClosedError, InvalidQueryError
-from zapnb.functions import Function, Runner, UserIdentity, query
+from zapnb.functions import Function, UserIdentity, query
 from zapnb.queries import Query
 from zapnb.rangeindex import RangeIndex
+from zapnb.runner import Runner
 from zapnb.transaction import Transaction
 
 if TYPE_CHECKING:
