@@ -199,3 +199,16 @@ def test_progress_false_hides_the_bars_of_index_builds(
     db.deploy(define_schema({"t": table.index("by_a2", ["a"])}), progress=True)
     assert "building t.by_a2" in capfd.readouterr().err
     db.close()
+
+
+def test_tables_and_indexes_keep_their_definition_order_across_reopen(tmp_path: Path) -> None:
+    table = define_table({"z": v.string(), "a": v.string()}).index("by_z", ["z"]).index("by_a", ["a"])
+    schema = define_schema({"zeta": table, "alpha": OTHER})
+    db = zapnb.connect(tmp_path)
+    db.deploy(schema, progress=False)
+    db.insert("zeta", {"z": "1", "a": "2"})
+    db = _reopen(db, tmp_path)  # read back from the checkpoint
+    assert db.schema is not None
+    assert list(db.schema.tables) == ["zeta", "alpha"]
+    assert [index.name for index in db.schema.tables["zeta"].indexes] == ["by_z", "by_a"]
+    db.close()

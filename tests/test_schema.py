@@ -509,7 +509,7 @@ def test_json_round_trip_and_equality() -> None:
         schema_validation=False,
     )
     data = schema.to_json()
-    assert [table["tableName"] for table in data["tables"]] == ["a", "b"]
+    assert [table["tableName"] for table in data["tables"]] == ["b", "a"]  # as defined
     text = json.dumps(data)
     assert Schema.from_json(text) == schema
     assert Schema.from_json(data) == schema

@@ -308,12 +308,12 @@ class TableDefinition:
         return hash((self.document, frozenset(self.all_indexes())))
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready description (indexes sorted by name); :meth:`from_json` reads it back."""
+        """A JSON-ready description (indexes in their definition order); :meth:`from_json` reads it back."""
         return {
             "documentType": self.document.to_json(),
             "indexes": [
                 {"indexDescriptor": i.name, "fields": list(i.fields), "staged": i.staged}
-                for i in sorted(self.indexes, key=_name)
+                for i in self.indexes
             ],
             "searchIndexes": [
                 {
@@ -322,12 +322,12 @@ class TableDefinition:
                     "filterFields": list(i.filter_fields),
                 }
                 | {"staged": i.staged}
-                for i in sorted(self.search_indexes, key=_name)
+                for i in self.search_indexes
             ],
             "vectorIndexes": [
                 {"indexDescriptor": i.name, "vectorField": i.vector_field, "dimensions": i.dimensions}
                 | {"filterFields": list(i.filter_fields), "staged": i.staged}
-                for i in sorted(self.vector_indexes, key=_name)
+                for i in self.vector_indexes
             ],
         }
 
@@ -487,7 +487,8 @@ it does not match the schema: Value does not match validator.
         return hash((self.schema_validation, frozenset(self.tables.items())))
 
     def to_json(self) -> dict[str, Any]:
-        """A stable JSON-ready description (tables and indexes sorted by name, field order kept).
+        """A JSON-ready description, tables, indexes and fields in the order they were defined (so a schema
+        read back from a data directory lists them as its definition did).
 
         Examples
         --------
@@ -496,7 +497,7 @@ it does not match the schema: Value does not match validator.
         >>> Schema.from_json(schema.to_json()) == schema
         True
         """
-        tables = [{"tableName": name} | self.tables[name].to_json() for name in sorted(self.tables)]
+        tables = [{"tableName": name} | definition.to_json() for name, definition in self.tables.items()]
         return {"schemaValidation": self.schema_validation, "tables": tables}
 
     @staticmethod
