@@ -385,17 +385,18 @@ def test_a_labeller_makes_labelled_ids_of_known_text() -> None:
     assert made[1].table_number == 10011
 
 
-def test_ids_are_immutable_but_can_be_labelled() -> None:
+def test_ids_are_immutable_and_relabelled_by_copy() -> None:
     doc_id = Id("jx73xh1f86gz7s9zgchp6wzbed7ec7aj", "exercises")
     with pytest.raises(AttributeError, match="immutable"):
         doc_id.extra = 1
     with pytest.raises(AttributeError, match="immutable"):
+        doc_id._table = "sentences"
+    with pytest.raises(AttributeError, match="immutable"):
         del doc_id._table
     other = Id("jx73xh1f86gz7s9zgchp6wzbed7ec7aj", "exercises")
-    bare = str.__new__(Id, "jx73xh1f86gz7s9zgchp6wzbed7ec7aj")  # as a reader labels the IDs it reads
-    bare._table = "sentences"
-    assert (bare.table, doc_id.table, other.table) == ("sentences", "exercises", "exercises")
-    bare._table = None
+    relabelled = doc_id.with_table("sentences")
+    assert (relabelled.table, doc_id.table, other.table) == ("sentences", "exercises", "exercises")
+    bare = relabelled.with_table(None)
     assert bare.table is None
     assert repr(bare) == "Id(10007, 'jx73xh1f86gz7s9zgchp6wzbed7ec7aj')"
 

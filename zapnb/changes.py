@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zapnb.errors import CorruptionError, InvalidJsonError
-from zapnb.jsonvalues import decode_json, encode_json, encode_stored_json
+from zapnb.jsonvalues import decode_stored_json, encode_json, encode_stored_json
 
 __all__ = [
     "BulkChange",
@@ -227,7 +227,7 @@ def encode_record(record: Record) -> bytes:
 def decode_record(payload: bytes, *, lsn: int = 0) -> Record:
     """The record a payload holds; a payload that is not one raises :class:`~zapnb.errors.CorruptionError`."""
     try:
-        body = decode_json(payload)
+        body = decode_stored_json(payload)
         kind = body["kind"]
         if kind in ("commit", "bulk"):
             writes = tuple(Write(table, id_, doc) for table, id_, doc in body["writes"])

@@ -3,11 +3,12 @@
 Every write passes its document through :func:`check_document`, which in one pass over the document
 
 - turns each value into its canonical stored form (:func:`normalize_value`): ``None``, ``bool``, ``int``
-  (int64), ``float``, ``str``, ``bytes``, ``list`` and ``dict`` with ``str`` keys (a key of a ``str``
-  subclass, such as an ``Id``, is stored as its plain text); tuples become lists,
+  (int64), ``float``, ``str``, ``bytes``, ``list`` and ``dict`` with ``str`` keys; tuples become lists,
   ``bytearray`` and ``memoryview`` become ``bytes``, dict and list subclasses plain dicts and lists, a NaN
-  the quiet NaN of its sign (:func:`zapnb.values.canonical_float`), and :class:`~zapnb.ids.Id` stays an
-  ``Id``; anything else (including subclasses of int, float and str other than ``Id``) is refused with
+  the quiet NaN of its sign (:func:`zapnb.values.canonical_float`), and a :class:`~zapnb.ids.Id` (as a
+  value or a key) its plain text: an ID is a string, and only a ``v.id(...)`` validator, which runs after
+  this check, makes it an ``Id`` again (so it reads back the same before and after a checkpoint); anything
+  else (including subclasses of int, float and str other than ``Id``) is refused with
   :class:`~zapnb.InvalidValueError`;
 - checks every field name (:func:`check_field_name`);
 - checks the limits Convex sets on a document, with Convex's definitions:
@@ -49,7 +50,7 @@ from typing import Any, Final, NoReturn
 
 from zapnb.errors import DocumentLimitError, InvalidFieldNameError, InvalidValueError, ZapError
 from zapnb.ids import Id, is_valid_id, labeller
-from zapnb.values import canonical_float
+from zapnb.values import MISSING, canonical_float
 
 __all__ = [
     "MAX_ARRAY_LENGTH",
@@ -62,7 +63,9 @@ __all__ = [
     "check_document_with_size",
     "check_field_name",
     "document_size",
+    "field_name_problem",
     "normalize_value",
+    "query_value",
     "result_document",
     "value_size",
 ]
@@ -170,6 +173,22 @@ def check_field_name(name: str, *, top_level: bool, path: str, allow_system_fiel
         raise _name_error(problem, name)(path)
 
 
+def field_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a field below the top level of a document, or ``None`` when it can.
+
+    Examples
+    --------
+    >>> field_name_problem("price"), field_name_problem("")
+    (None, 'field names cannot be empty')
+    """
+    if type(name) is str and name in _valid_names:
+        return None
+    problem = _name_problem(name)
+    if problem is None:
+        _checked_name(name)  # remembered for next time
+    return problem
+
+
 def _name_error(problem: str, name: object) -> Callable[[str], ZapError]:
     return lambda path: InvalidFieldNameError(
         f"Invalid field name{_where(path)}: {problem}.", path=path, value=name
@@ -248,8 +267,10 @@ def _utf8_size(text: str) -> int:
 def _value(value: Any, depth: int) -> tuple[Any, int]:
     """The stored form of ``value`` and its size; ``depth`` is the nesting of its container."""
     kind = type(value)
-    if kind is str or kind is Id:
+    if kind is str:
         return value, (len(value) if value.isascii() else _utf8_size(value)) + 2
+    if kind is Id:
+        return str.__str__(value), len(value) + 2
     if kind is float:
         return (value if value == value else canonical_float(value)), 9
     if kind is int:
@@ -360,7 +381,7 @@ def _object(fields: dict[Any, Any], depth: int, top: bool, allow_system: bool) -
                     if value != value:
                         value = canonical_float(value)
                 elif kind is Id:
-                    value_size = len(value) + 2
+                    value, value_size = str.__str__(value), len(value) + 2
                 elif (kind is int and _INT64_MIN <= value <= _INT64_MAX) or kind is bool or value is None:
                     value_size = 1 if kind is not int else 9
                 else:
@@ -438,6 +459,29 @@ def normalize_value(value: Any, path: str = "") -> Any:
         return _value(value, 0)[0]
     except _BadValueError as bad:
         _raise_public(bad, path)
+
+
+def query_value(value: Any, path: str = "") -> Any:
+    """A value that a query compares with (an index range bound, a filter literal), in stored form.
+
+    Such a value passes the checks a field value passes (:func:`normalize_value`: kinds, int64, strings,
+    field names, the nesting and length limits, no cycles), so a literal that no document could hold is
+    refused rather than silently matching nothing; only :data:`~zapnb.values.MISSING` (a missing field) is
+    allowed besides.
+
+    Examples
+    --------
+    >>> from zapnb.values import MISSING
+    >>> query_value((1, "a")), query_value(MISSING)
+    ([1, 'a'], zapnb.MISSING)
+    >>> query_value(2**63, ".n")
+    Traceback (most recent call last):
+    ...
+    zapnb.errors.InvalidValueError: Invalid value at .n: 9223372036854775808 is outside the int64 range ...
+    """
+    if value is MISSING:
+        return value
+    return normalize_value(value, path)
 
 
 def value_size(value: Any) -> int:

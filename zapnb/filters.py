@@ -20,8 +20,12 @@ Semantics, as Convex evaluates filters:
   ``x % 0`` and ``-(2**63)`` negated raise; division truncates toward zero and ``mod`` takes the sign of the
   dividend (``-7 / 2 == -3``, ``-7 % 2 == -1``).
 - float64 arithmetic is IEEE 754: ``x / 0.0`` is an infinity, ``0.0 / 0.0`` NaN, ``mod`` is C's ``fmod``.
-- Where a field's validators are all ``v.number()``/``v.float64()``, an ``int`` literal compared with it (or
-  combined with it in arithmetic) is taken as a float (see :mod:`zapnb.ranges`).
+- Where every numeric validator of a field is ``v.number()``/``v.float64()`` (so the field stores an ``int``
+  as a float), an ``int`` literal compared with it (or combined with it in arithmetic) is taken as a float
+  (see :func:`zapnb.ranges.coerce_value`).
+- Python's own operators build nothing: ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=`` and truth tests (``and``,
+  ``or``, ``not``, ``if``) on an expression raise :class:`~zapnb.errors.FilterExpressionError`, since Python
+  would decide them once, when the filter is built, and not for each document.
 
 Examples
 --------
@@ -41,9 +45,10 @@ zapnb.errors.FilterExpressionError: Cannot add 1 (type int64) and 1.5 (type floa
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NoReturn
 
 from zapnb.errors import FilterExpressionError, ZapError
 from zapnb.keys import encode_value
@@ -87,13 +92,88 @@ _VERBS: Final[Mapping[str, str]] = {
 # --- expressions --------------------------------------------------------------------------------------------
 
 
+#: The builder method for each Python comparison operator, for the error that points to it.
+_OPERATOR_METHODS: Final[Mapping[str, str]] = {
+    "==": "eq",
+    "!=": "neq",
+    "<": "lt",
+    "<=": "lte",
+    ">": "gt",
+    ">=": "gte",
+}
+
+
 class Expr:
-    """A filter expression; build one with :class:`FilterBuilder`. Immutable; prints as its source."""
+    """A filter expression; build one with :class:`FilterBuilder`. Immutable; prints as its source.
+
+    Python's own operators do not build expressions: ``==``, ``!=``, ``<``... and truth tests (``and``,
+    ``or``, ``not``, ``if``) raise :class:`~zapnb.errors.FilterExpressionError` rather than answer with a
+    Python bool the filter would take as its result. Expressions hash by identity.
+
+    Examples
+    --------
+    >>> q = FilterBuilder()
+    >>> q.field("n") == 1
+    Traceback (most recent call last):
+    ...
+    zapnb.errors.FilterExpressionError: Python evaluated field("n") == 1 itself, ...
+    >>> q.eq(q.field("n"), 1) and q.eq(q.field("m"), 2)
+    Traceback (most recent call last):
+    ...
+    zapnb.errors.FilterExpressionError: A filter expression has no Python truth value: ...
+    """
 
     __slots__ = ()
 
+    def __bool__(self) -> bool:
+        raise FilterExpressionError(
+            f"A filter expression has no Python truth value: `and`, `or`, `not` and `if` on {self!r} would "
+            "be decided by Python, not by the filter. Combine expressions with q.and_(...), q.or_(...) and "
+            'q.not_(...), and compare with q.eq(...), as in q.and_(q.eq(q.field("a"), 1), q.gt(q.field("b"), '
+            "2)).",
+            operation="bool",
+        )
 
-@dataclass(frozen=True, slots=True, repr=False)
+    def _operator(self, symbol: str, other: object) -> NoReturn:
+        method = _OPERATOR_METHODS[symbol]
+        shown = repr(other) if isinstance(other, Expr) else _literal_text(other)
+        raise FilterExpressionError(
+            f"Python evaluated {self!r} {symbol} {shown} itself, which a filter cannot use. Write "
+            f'q.{method}(left, right) instead, as in q.{method}(q.field("n"), 1).',
+            operation=method,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return self._operator("==", other)
+
+    def __ne__(self, other: object) -> bool:
+        return self._operator("!=", other)
+
+    def __lt__(self, other: object) -> bool:
+        return self._operator("<", other)
+
+    def __le__(self, other: object) -> bool:
+        return self._operator("<=", other)
+
+    def __gt__(self, other: object) -> bool:
+        return self._operator(">", other)
+
+    def __ge__(self, other: object) -> bool:
+        return self._operator(">=", other)
+
+    __hash__ = object.__hash__
+
+
+def _literal_text(value: object) -> str:
+    """``value`` as a filter literal prints, or Python's repr when it is no zapnb value."""
+    try:
+        encode_value(value)
+    except ZapError:
+        return repr(value)
+    return show_value(value)
+
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Field(Expr):
     """The value at a dotted field path of the document (``MISSING`` when absent)."""
 
@@ -103,7 +183,7 @@ class Field(Expr):
         return f"field({show_value(self.path)})"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Constant(Expr):
     """A constant zapnb value (``zapnb.MISSING`` included)."""
 
@@ -113,7 +193,7 @@ class Constant(Expr):
         return show_value(self.value) if self.value is not MISSING else "zapnb.MISSING"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Compare(Expr):
     """``left <op> right`` in the total order: a boolean."""
 
@@ -125,7 +205,7 @@ class Compare(Expr):
         return f"{self.op}({self.left!r}, {self.right!r})"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Arithmetic(Expr):
     """``left <op> right`` on two int64 or two float64."""
 
@@ -137,7 +217,7 @@ class Arithmetic(Expr):
         return f"{self.op}({self.left!r}, {self.right!r})"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Negate(Expr):
     """``-operand`` of an int64 or a float64."""
 
@@ -147,7 +227,7 @@ class Negate(Expr):
         return f"neg({self.operand!r})"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Logical(Expr):
     """``and_`` / ``or_`` of booleans."""
 
@@ -158,7 +238,7 @@ class Logical(Expr):
         return f"{self.op}({', '.join(map(repr, self.operands))})"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Not(Expr):
     """``not_`` of a boolean."""
 
@@ -177,7 +257,7 @@ def as_expr(value: Any, operation: str) -> Expr:
     except ZapError as err:
         raise FilterExpressionError(
             f'q.{operation}(...) takes expressions such as q.field("name") or zapnb values, not '
-            f"{type(value).__name__} {value!r}: {err}",
+            f"{type(value).__name__} {reprlib.repr(value)}: {err}",
             operation=operation,
         ) from None
     return Constant(value)

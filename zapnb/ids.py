@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate, repeat
-from typing import TYPE_CHECKING, Any, Final, Protocol, overload
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, overload
 
 from zapnb.base32 import ALPHABET, base32, base32_160, base32_rows
 from zapnb.errors import InvalidIdError
@@ -287,7 +287,9 @@ class Id(str):
     ``Id(text, table)`` checks that ``text`` is a valid ID and raises :class:`~zapnb.InvalidIdError`
     otherwise. An ``Id`` equals, hashes and serializes (``json.dumps``) exactly like its text; ``table``
     is the table name when known and ``None`` when not (it does not take part in equality). An ``Id`` is
-    immutable: its table and table number never change (:meth:`with_table` makes another ``Id``).
+    immutable: its table and table number never change, and setting or deleting any attribute raises
+    ``AttributeError`` (:meth:`with_table` makes another ``Id``). Stored documents share their ``Id``
+    objects with the code that wrote them, so this is what keeps one caller from relabelling another's.
 
     Parameters
     ----------
@@ -305,6 +307,10 @@ class Id(str):
     >>> import json
     >>> json.dumps({"_id": Id("jx73xh1f86gz7s9zgchp6wzbed7ec7aj")})
     '{"_id": "jx73xh1f86gz7s9zgchp6wzbed7ec7aj"}'
+    >>> Id("jx73xh1f86gz7s9zgchp6wzbed7ec7aj", "exercises")._table = "sentences"
+    Traceback (most recent call last):
+    ...
+    AttributeError: Id objects are immutable: cannot set '_table'; use with_table() for an Id labelled ...
     """
 
     # An Id holds nothing but its text. A labelled one's attribute dict is the one every Id of its table
@@ -322,11 +328,11 @@ class Id(str):
         return doc_id
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name != "_table":
-            raise AttributeError(
-                f"Id objects are immutable: cannot set {name!r}; use a dict to annotate IDs."
-            )
-        _set_dict(self, "__dict__", _UNLABELLED if value is None else _label(value))
+        # Stored documents and the caller share their Id objects: a label set here would change later reads.
+        raise AttributeError(
+            f"Id objects are immutable: cannot set {name!r}; use with_table() for an Id labelled with "
+            "another table, or a dict to annotate IDs."
+        )
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"Id objects are immutable: cannot delete {name!r}.")
@@ -415,16 +421,31 @@ class Id(str):
         return _labelled(_text_of(body), table)
 
 
+class _Label(dict[str, str]):
+    """The attribute dict that the labelled Ids of one table share; read-only, since every Id of the table
+    sees it (``vars(an_id)`` returns it)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("the label of an Id is shared by every Id of its table and cannot be changed")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type[dict[str, str]], tuple[dict[str, str]]]:
+        return dict, (dict(self),)  # a copy is a plain dict of its own
+
+
 _set_dict: Final = object.__setattr__
-_UNLABELLED: Final[dict[str, str]] = {}
 # Per table name, the attribute dict that its labelled Ids share (never written through an Id).
-_labels: dict[str, dict[str, str]] = {}
+_labels: dict[str, _Label] = {}
 
 
-def _label(table: str) -> dict[str, str]:
+def _label(table: str) -> _Label:
     shared = _labels.get(table)
     if shared is None:
-        shared = _labels.setdefault(table, {"_table": table})
+        shared = _labels.setdefault(table, _Label(_table=table))
     return shared
 
 

@@ -131,14 +131,14 @@ def _encode_bytes(value: bytes) -> bytes:
 
 
 def _encode_array(value: Sequence[Any]) -> bytes:
-    return b"\x09" + b"".join([encode_value(element) for element in value]) + b"\x00"
+    return b"\x09" + b"".join([_encode(element) for element in value]) + b"\x00"
 
 
 def _encode_object(value: dict[str, Any]) -> bytes:
     parts = [b"\x0a"]
     for key, element in sorted_fields(value):
         parts.append(_encode_str(key))
-        parts.append(encode_value(element))
+        parts.append(_encode(element))
     parts.append(b"\x00")
     return b"".join(parts)
 
@@ -176,13 +176,36 @@ def _encoder_for(value: object) -> _Encoder:
     return encoder
 
 
+def _encode(value: Any) -> bytes:
+    """:func:`encode_value` inside an array or object (the outermost call turns a RecursionError into an
+    error about the value)."""
+    encoder = _ENCODERS.get(type(value))
+    if encoder is None:
+        encoder = _encoder_for(value)
+    return encoder(value)
+
+
+def _too_deep(values: Sequence[Any], err: RecursionError) -> RecursionError:
+    """Raise the error a document holding ``values`` gets: a value that contains itself, or nesting over the
+    document limit (:func:`zapnb.documents.normalize_value`). Return ``err`` when every value passes that
+    check: then the stack was deep before the encoding started, and the RecursionError is the caller's."""
+    from zapnb.documents import normalize_value
+
+    for position, value in enumerate(values):
+        if value is not MISSING:
+            normalize_value(value, f"[{position}]" if len(values) > 1 else "")
+    return err
+
+
 def encode_value(value: Any) -> bytes:
     """Encode one value (which may be :data:`~zapnb.values.MISSING`) as an order-preserving key.
 
     Raises
     ------
     InvalidValueError
-        If ``value`` is not a zapnb value, is an int outside int64 or a string with a lone surrogate.
+        If ``value`` is not a zapnb value, is an int outside int64 or a string with a lone surrogate, or
+        contains itself; :class:`~zapnb.errors.DocumentLimitError` if it nests so deeply that the encoding
+        would overflow the stack (hundreds of levels; no stored value nests deeper than 16).
 
     Examples
     --------
@@ -191,11 +214,20 @@ def encode_value(value: Any) -> bytes:
     b'\\x07a\\x01\\x01b\\x00'
     >>> encode_value(1) < encode_value(-1.0) < encode_value(False) < encode_value("")
     True
+    >>> cycle = []
+    >>> cycle.append(cycle)
+    >>> encode_value(cycle)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    zapnb.errors.InvalidValueError: Invalid value at [0]...: the value contains itself (a cyclic list ...
     """
-    encoder = _ENCODERS.get(type(value))
-    if encoder is None:
-        encoder = _encoder_for(value)
-    return encoder(value)
+    try:
+        encoder = _ENCODERS.get(type(value))
+        if encoder is None:
+            encoder = _encoder_for(value)
+        return encoder(value)
+    except RecursionError as err:
+        raise _too_deep((value,), err) from None
 
 
 def encode_key(values: Sequence[Any]) -> bytes:
@@ -211,7 +243,10 @@ def encode_key(values: Sequence[Any]) -> bytes:
     True
     """
     get = _ENCODERS.get
-    return b"".join([(get(type(value)) or _encoder_for(value))(value) for value in values])
+    try:
+        return b"".join([(get(type(value)) or _encoder_for(value))(value) for value in values])
+    except RecursionError as err:
+        raise _too_deep(values, err) from None
 
 
 def prefix_end(key: bytes) -> bytes | None:

@@ -67,7 +67,7 @@ import pyarrow as pa
 
 from zapnb.durable import release_pages
 from zapnb.errors import InvalidValueError, ZapError
-from zapnb.jsonvalues import decode_json, encode_json
+from zapnb.jsonvalues import decode_json, decode_stored_json, encode_json
 from zapnb.layoutcodec import (
     JSON_CODEC,
     STRING_CODEC,
@@ -382,7 +382,7 @@ class Layout:
 
             def decode_generic(row: Sequence[Any]) -> dict[str, Any]:
                 doc = {"_id": label(row[0]), "_creationTime": row[1]}
-                doc.update(decode_json(row[2]))
+                doc.update(decode_stored_json(row[2]))
                 return doc
 
             return decode_generic

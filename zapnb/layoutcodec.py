@@ -31,7 +31,7 @@ import pyarrow as pa
 from zapnb.errors import InvalidValueError, ZapError
 from zapnb.ids import Id
 from zapnb.ids import labeller as ids_labeller
-from zapnb.jsonvalues import decode_json, encode_json
+from zapnb.jsonvalues import decode_stored_json, encode_json
 from zapnb.validator_base import Validator
 from zapnb.validator_kinds import (
     INT64_MAX,
@@ -467,8 +467,8 @@ def decoder(codec: Codec, from_json: bool = False) -> Decode | None:
     if codec.kind == "json":
         inner = None if codec.inner is None else decoder(codec.inner, from_json=True)
         if from_json or inner is None:
-            return inner if from_json else decode_json
-        return lambda text: None if (value := decode_json(text)) is None else inner(value)
+            return inner if from_json else decode_stored_json
+        return lambda text: None if (value := decode_stored_json(text)) is None else inner(value)
     if codec.kind == "id":
         assert codec.table is not None
         return labeller(codec.table)
@@ -521,7 +521,7 @@ def _json_struct_decoder(codec: Codec) -> Decode | None:
 def frame_decoder(validator: Validator) -> Decode:
     """How a non-null cell of :func:`zapnb.columns.validate_column`'s output reads back as a value."""
     if validator.stores_json():
-        return decode_json
+        return decode_stored_json
     if isinstance(validator, OptionalValidator):
         return frame_decoder(validator.inner)
     if isinstance(validator, IdValidator):

@@ -9,8 +9,9 @@ Responsibilities:
 - :func:`cursor_bounds`: the key range a page reads, between its cursor and its end cursor.
 
 A page starts strictly after its cursor's key. Index keys are unique and ordered, so across inserts,
-patches and deletes between pages no document is returned twice and none that stays in the range is
-skipped (a document whose key moves behind the cursor is, like in Convex, not seen again).
+patches and deletes between pages no document is returned twice and none is skipped, except one whose
+index key a patch moves across the cursor between two pages: like in Convex, it is then seen twice (moved
+ahead of the cursor) or not at all (moved behind it).
 
 Read limits: a page examines at most ``maximum_rows_read`` documents (default 16,384). When a filter
 rejects so many that the page reaches the limit before ``num_items`` rows, the page ends there, short:

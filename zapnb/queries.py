@@ -232,13 +232,19 @@ class Query:
     def filter(self, predicate: Callable[[FilterBuilder], Any]) -> Query:
         """Keep the documents for which ``predicate(q)``'s expression is true (several filters AND together).
 
-        Filters read every document of the range; prefer an index range where one fits.
+        Filters read every document of the range; prefer an index range where one fits. ``predicate`` must
+        return an expression built with ``q``: Python's ``==``, ``<``, ``and``, ``or`` and ``not`` on
+        expressions raise :class:`~zapnb.errors.FilterExpressionError`, and a result that is no expression
+        (a Python bool from ``is`` or ``in``) raises :class:`~zapnb.errors.InvalidQueryError`.
         """
         built = predicate(FilterBuilder())
-        if not isinstance(built, Expr) and not isinstance(built, bool):
+        if not isinstance(built, Expr):
+            why = ""
+            if isinstance(built, bool):
+                why = " (Python decided it, with an operator such as `is` or `in`)"
             raise InvalidQueryError(
-                f"The filter function returned {built!r}; return an expression such as "
-                'q.eq(q.field("status"), "active").',
+                f"The filter function returned {type(built).__name__} {built!r}{why}, not a filter "
+                'expression: return an expression built with q, such as q.eq(q.field("status"), "active").',
                 method="filter",
             )
         return self._with(filters=(*self._filters, as_expr(built, "filter")))
@@ -528,7 +534,9 @@ class Query:
         """One page: ``num_items`` rows after ``cursor`` (``None``: from the start), as a typed frame.
 
         Pass the result's ``continue_cursor`` to get the next page; no row repeats and none is skipped, even
-        with writes in between. ``end_cursor`` makes the page run exactly up to that cursor (``num_items``
+        with writes in between, except a document whose index key a patch moves across the cursor between
+        two pages (seen twice or not at all, as in Convex; see :mod:`zapnb.pagination`).
+        ``end_cursor`` makes the page run exactly up to that cursor (``num_items``
         is then not used). A page stops early when it has examined ``maximum_rows_read`` documents (a
         filter rejecting most of them); see :class:`~zapnb.pagination.PaginationResult` for
         ``page_status`` and ``split_cursor``. A cursor from another query raises

@@ -39,16 +39,20 @@ zapnb.errors.InvalidIndexRangeError: Tried to query index items.by_a_b but the q
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from zapnb.errors import InvalidIndexRangeError, InvalidQueryError, ZapError
+from zapnb.documents import query_value
+from zapnb.errors import InvalidIndexRangeError, InvalidQueryError, InvalidValueError, ZapError
 from zapnb.jsonvalues import encode_json
 from zapnb.keys import encode_key, encode_value, prefix_end
 from zapnb.validators import (
+    AnyValidator,
     ArrayValidator,
     Float64Validator,
+    Int64Validator,
     LiteralValidator,
     NullValidator,
     ObjectValidator,
@@ -81,6 +85,8 @@ RangeOp = Literal["eq", "gt", "gte", "lt", "lte"]
 Coercer = Callable[[str, Any], Any]
 
 _COMPARATORS: Final[Mapping[str, str]] = {"eq": "==", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 _FIX: Final = (
     "Compare the index's fields in order: eq() on the first ones, then at most one lower bound (gt/gte) and "
     "one upper bound (lt/lte) on the next; filter other fields with .filter(...), or define an index whose "
@@ -101,7 +107,7 @@ def show_value(value: Any) -> str:
     try:
         text = encode_json(value)
     except ZapError:
-        text = repr(value)
+        text = reprlib.repr(value)  # bounded: a value nested hundreds deep would overflow repr()
     return text if len(text) <= 100 else text[:97] + "..."
 
 
@@ -246,11 +252,25 @@ def _is_float(validator: Validator) -> bool:
     )
 
 
+def _is_numeric(validator: Validator) -> bool:
+    """Whether ``validator`` holds numbers (``v.any()`` included): those decide what an ``int`` stands for."""
+    if isinstance(validator, LiteralValidator):
+        return type(validator.value) is int or type(validator.value) is float
+    return isinstance(validator, Float64Validator | Int64Validator | AnyValidator)
+
+
 def coerce_value(value: Any, validators: Sequence[Validator]) -> Any:
-    """``value`` with each ``int`` taken as a float where every validator it meets is a float one.
+    """``value`` with each ``int`` taken as a float where every numeric validator it meets is a float one
+    (where the field would store that ``int`` as a float).
 
     Arrays and objects are followed into their elements and fields; ``v.any()`` (or no validator at all)
     leaves ints alone.
+
+    Raises
+    ------
+    InvalidValueError
+        If an ``int`` that would be taken as a float is outside int64: no document holds such an int, and
+        inserts refuse it, so it is not rounded into a float that one could hold.
 
     Examples
     --------
@@ -259,12 +279,23 @@ def coerce_value(value: Any, validators: Sequence[Validator]) -> Any:
     (1.0, 1, 1.0)
     >>> coerce_value([1, 2], [v.array(v.float64())]), coerce_value({"n": 1}, [v.object({"n": v.number()})])
     ([1.0, 2.0], {'n': 1.0})
+    >>> coerce_value(1, [v.number(), v.string()]), coerce_value(1, [v.number(), v.int64()])
+    (1.0, 1)
     """
     leaves = [leaf for leaf in _flatten(validators) if not isinstance(leaf, NullValidator)]
     if not leaves:
         return value
     if type(value) is int:
-        return float(value) if all(_is_float(leaf) for leaf in leaves) else value
+        numeric = [leaf for leaf in leaves if _is_numeric(leaf)]
+        if not numeric or not all(_is_float(leaf) for leaf in numeric):
+            return value
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise InvalidValueError(
+                f"{value} is outside the int64 range -2**63 .. 2**63-1, so no document holds it; compare "
+                "with a float instead",
+                value=value,
+            )
+        return float(value)
     if isinstance(value, list | tuple):
         elements = [leaf.element for leaf in leaves if isinstance(leaf, ArrayValidator)]
         return [coerce_value(item, elements) for item in value] if elements else value
@@ -308,11 +339,32 @@ def field_validators(definition: TableDefinition | None) -> Callable[[str], list
             elif field == "_id" or definition is None:
                 found = []
             else:
-                found = validators_at(definition.document, field)
+                found = _path_validators(definition.document, field)
             cache[field] = found
         return found
 
     return validators_of
+
+
+def _path_validators(document: Validator, path: str) -> list[Validator]:
+    """:func:`~zapnb.validators.validators_at`, also reaching into the values of ``v.record(...)``.
+
+    Examples
+    --------
+    >>> from zapnb import v
+    >>> _path_validators(v.object({"r": v.record(v.string(), v.object({"n": v.number()}))}), "r.k.n")
+    [v.number()]
+    """
+    head, dot, name = path.rpartition(".")
+    if not dot:
+        return validators_at(document, path)
+    found: list[Validator] = []
+    for parent in _path_validators(document, head):
+        if isinstance(parent, RecordValidator):
+            found.extend(validators_at(parent.values, ""))  # any name: a record's values
+        else:
+            found.extend(validators_at(parent, name))
+    return found
 
 
 def literal_coercer(definition: TableDefinition | None) -> Coercer:
@@ -456,12 +508,15 @@ def compile_range(
     InvalidIndexRangeError
         If the comparisons break the range rule (see the module docstring).
     InvalidValueError
-        If a value is not a zapnb value.
+        If a value is not one a document can hold (:func:`zapnb.documents.query_value`): not a zapnb value,
+        an int outside int64, a string with a lone surrogate, a value that contains itself or nests more
+        than 16 levels (:class:`~zapnb.errors.DocumentLimitError`), a bad field name. The message names the
+        field compared; ``path`` starts with it.
     """
     name = f"{table}.{spec.name}"
     split = _split(name, spec, builder.expressions)
     used = _check_order(name, spec, split)
-    convert = coerce if coerce is not None else _as_given
+    convert = _checked(name, coerce if coerce is not None else _as_given)
     equalities = tuple(
         (field, convert(field, split.equalities[field])) for field in used[: len(split.equalities)]
     )
@@ -483,3 +538,21 @@ def compile_range(
 
 def _as_given(field: str, value: Any) -> Any:
     return value
+
+
+def _checked(name: str, coerce: Coercer) -> Coercer:
+    """``coerce`` after the checks a stored value passes (:func:`zapnb.documents.query_value`): a literal
+    that no document can hold (an int outside int64, a cycle, nesting over 16, a bad field name) is refused
+    with the error an insert gets, its path starting at the field compared."""
+
+    def convert(field: str, value: Any) -> Any:
+        try:
+            return coerce(field, query_value(value, f".{field}"))
+        except InvalidValueError as err:
+            err.args = (
+                f"In the index range on {name}, {_quoted(field)} is compared with a value no "
+                f"document can hold: {err}",
+            )
+            raise
+
+    return convert

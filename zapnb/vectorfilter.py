@@ -4,9 +4,11 @@ Responsibilities: translate a filter expression into one Polars expression over 
 and only when, it gives exactly the answer of the per-document evaluation (:mod:`zapnb.filters`).
 
 That holds for comparisons of a top-level field with a literal of the one kind the field's validators allow
-(string, int64 or boolean), combined with ``and_``, ``or_`` and ``not_``. In such a column a null stands for
-a missing field or a null, and both sort before any string, int64 or boolean in the total order, so a null row
-compares as "less than" the literal: ``eq`` false, ``neq`` true, ``lt``/``lte`` true, ``gt``/``gte`` false.
+(string, int64 or boolean), combined with ``and_``, ``or_`` and ``not_``. A column is read by its exact
+name (``"*"`` and ``"^a$"`` are names here, not a wildcard or a regular expression). In such a column a null
+stands for a missing field or a null, and both sort before any string, int64 or boolean in the total order, so
+a null row compares as "less than" the literal: ``eq`` false, ``neq`` true, ``lt``/``lte`` true,
+``gt``/``gte`` false.
 Everything else returns ``None`` and the per-document path runs: nested paths, arithmetic, comparisons of two
 fields or with null, floats (the total order has ``-0.0 < 0.0`` and ``nan == nan``; Polars does not),
 fields whose validators mix kinds, and tables without a schema.
@@ -116,13 +118,13 @@ def _compare(expr: Compare, validators_of: ValidatorsOf) -> pl.Expr | None:
         field, value, op = expr.right.path, expr.left.value, _FLIPPED[expr.op]
     else:
         return None
-    if "." in field or field.startswith(("_", "^")):
+    if "." in field or field.startswith("_"):
         return None
     validators = validators_of(field)
     kind = _kind(validators)
     if kind is None or _value_kind(value) != kind:
         return None
-    column = pl.col(field)
+    column = _column(field)
     if kind == "string" and op in ("eq", "neq"):
         choices = _string_choices(validators)
         if choices is not None and value not in choices:
@@ -138,6 +140,24 @@ def _compare(expr: Compare, validators_of: ValidatorsOf) -> pl.Expr | None:
         "gte": column >= value,
     }[op]
     return compared.fill_null(_NULL_RESULT[op])
+
+
+def _column(name: str) -> pl.Expr:
+    """The column named exactly ``name``.
+
+    ``pl.col`` reads ``"*"`` as every column and ``"^...$"`` as a regular expression; a selector by name
+    takes any field name as it is.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> frame = pl.DataFrame({"*": [1], "^a$": [2], "a": [3]})
+    >>> frame.select(_column("*"), _column("^a$")).columns
+    ['*', '^a$']
+    """
+    import polars.selectors as cs
+
+    return cs.by_name(name).as_expr()
 
 
 def _string_choices(validators: Sequence[Validator]) -> set[str] | None:
