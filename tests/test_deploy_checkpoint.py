@@ -212,3 +212,22 @@ def test_tables_and_indexes_keep_their_definition_order_across_reopen(tmp_path: 
     assert list(db.schema.tables) == ["zeta", "alpha"]
     assert [index.name for index in db.schema.tables["zeta"].indexes] == ["by_z", "by_a"]
     db.close()
+
+
+def test_fields_named_with_dots_are_checkpointed_under_escaped_lance_names(tmp_path: Path) -> None:
+    import lance
+
+    from zapnb.storage import read_table_version, table_path
+
+    table = define_table({"a.b": v.string(), "%2E": v.int64(), "o": v.object({"x.y": v.string()})})
+    db = zapnb.connect(tmp_path)
+    db.deploy(define_schema({"t": table}), progress=False)
+    doc = {"a.b": "dot", "%2E": 7, "o": {"x.y": "nested"}}
+    db.insert("t", doc)
+    assert db.checkpoint()
+    db = _reopen(db, tmp_path)
+    assert _rows(db, "t") == [doc]
+    db.close()
+    assert lance.dataset(str(table_path(tmp_path, "t"))).schema.names[2:] == ["a%2Eb", "%252E", "o"]
+    stored, _ = read_table_version(tmp_path, "t")
+    assert stored.column_names[2:] == ["a.b", "%2E", "o"]

@@ -179,6 +179,7 @@ def write_table_version(
     CorruptionError
         The dataset cannot be opened and no damaged manifest explains it.
     """
+    arrow_table = lance_names(arrow_table)
     lance, uri = _lance(), table_path(data_dir, table)
     make_dirs(uri.parent)
     before = _files(uri)
@@ -423,7 +424,37 @@ def _read_version(uri: Path, version: int) -> tuple[pa.Table, int]:
         raise _damaged_version(uri, version, str(err)) from err
     if lsn is None or table is None:
         raise _damaged_version(uri, version, f"no {LSN_PROPERTY} property in it or a version before it")
-    return table, lsn
+    return field_names(table), lsn
+
+
+ESCAPED_NAMES: Final = b"zapnb.escaped_names"
+"""Schema metadata of a Lance version whose top-level column names :func:`lance_names` escaped."""
+
+
+def lance_names(table: pa.Table) -> pa.Table:
+    """``table`` with top-level column names Lance accepts: Lance refuses a ``.`` in them (a field may be
+    named ``a.b``), so ``%`` and ``.`` become ``%25`` and ``%2E`` in every name, and the schema says so.
+
+    Examples
+    --------
+    >>> named = lance_names(pa.table({"a.b": [1], "c": [2]}))
+    >>> named.column_names, field_names(named).column_names
+    (['a%2Eb', 'c'], ['a.b', 'c'])
+    """
+    if not any("." in name for name in table.column_names):
+        return table
+    escaped = [name.replace("%", "%25").replace(".", "%2E") for name in table.column_names]
+    metadata = {**(table.schema.metadata or {}), ESCAPED_NAMES: b"1"}
+    return table.rename_columns(escaped).replace_schema_metadata(metadata)
+
+
+def field_names(table: pa.Table) -> pa.Table:
+    """A table read from Lance with the column names :func:`lance_names` escaped given back."""
+    metadata = dict(table.schema.metadata or {})
+    if metadata.pop(ESCAPED_NAMES, None) is None:
+        return table
+    names = [name.replace("%2E", ".").replace("%25", "%") for name in table.column_names]
+    return table.rename_columns(names).replace_schema_metadata(metadata)
 
 
 def _damaged_version(uri: Path, version: int, reason: str) -> CorruptionError:
