@@ -23,7 +23,7 @@ from zapnb.queries import Query
 from zapnb.reactive import Reactor, Subscription
 from zapnb.runner import Runner, refuse_inside_function
 from zapnb.schema import Schema
-from zapnb.transaction import Rows, Transaction, read_by_id
+from zapnb.transaction import Rows, Transaction, check_rows, read_by_id
 
 if TYPE_CHECKING:
     import polars as pl
@@ -234,6 +234,7 @@ class Database:
         name the row (``Path: [3].name``). See :meth:`Transaction.insert_many`.
         """
         refuse_inside_function("insert_many")
+        check_rows(rows)
         docs = rows if frame_of(rows) is not None or isinstance(rows, list) else list(rows)
         return self._write(lambda tx: tx.insert_many(table, docs))
 

@@ -210,6 +210,12 @@ class Query:
                 f"This query already reads index {self._index!r}: call with_index once, on db.query(...).",
                 method="with_index",
             )
+        if range is not None and not callable(range):
+            raise InvalidQueryError(
+                f"The range of with_index({name!r}, ...) is {range!r}; pass a function that builds it, as in "
+                'lambda q: q.eq("field", value), or nothing for the whole index.',
+                method="with_index",
+            )
         built = IndexRangeBuilder() if range is None else range(IndexRangeBuilder())
         if not isinstance(built, IndexRangeBuilder):
             raise InvalidQueryError(

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from zapnb.queries import Query
     from zapnb.schema import TableDefinition
 
-__all__ = ["BULK_ROWS", "Rows", "Transaction", "read_by_id"]
+__all__ = ["BULK_ROWS", "Rows", "Transaction", "check_rows", "read_by_id"]
 
 BULK_ROWS = 1000
 """An ``insert_many`` of at least this many rows is committed as a columnar batch (see :mod:`zapnb.bulk`)."""
@@ -149,7 +149,7 @@ class Transaction:
         """Insert a document; return its new ID."""
         self._check_open()
         check_table_name(table)
-        return self._insert_documents(table, [self._checked(table, dict(doc))])[0]
+        return self._insert_documents(table, [self._checked(table, _document(doc, "insert"))])[0]
 
     def insert_many(self, table: str, rows: Rows) -> list[Id]:
         """Insert several documents; return their IDs in order.
@@ -160,6 +160,7 @@ class Transaction:
         """
         self._check_open()
         check_table_name(table)
+        check_rows(rows)
         with paused_gc():
             return self._insert_rows(table, rows)
 
@@ -208,6 +209,7 @@ class Transaction:
 
         A patch that changes nothing records no write.
         """
+        fields = _document(fields, "patch")
         table, current = self._existing(doc_id, "Update")
         merged = {k: v for k, v in current.items() if k not in fields}
         merged.update({k: v for k, v in fields.items() if v is not UNSET})
@@ -219,8 +221,8 @@ class Transaction:
 
     def replace(self, doc_id: str, doc: Mapping[str, Any]) -> None:
         """Replace a document's fields, keeping its ``_id`` and ``_creationTime``."""
+        user = _document(doc, "replace")
         table, current = self._existing(doc_id, "Update")
-        user = dict(doc)
         for name in ("_id", "_creationTime"):
             if name in user and user.pop(name) != current[name]:
                 raise _system_field_error(table, name)
@@ -363,6 +365,35 @@ def _same_document(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
         elif other is MISSING or encode_value(value) != encode_value(other):
             return False
     return True
+
+
+def _document(doc: object, method: str) -> Document:
+    """``doc`` as a dict of its own; anything but a mapping is refused."""
+    if not isinstance(doc, Mapping):
+        raise InvalidValueError(
+            f"{method} takes a document, a dict of field names to values, not {type(doc).__name__} "
+            f"{doc!r:.80}; pass one such as {{'text': 'hello'}}.",
+            path="",
+            value=doc,
+        )
+    return dict(doc)
+
+
+def check_rows(rows: object) -> None:
+    """Refuse what ``insert_many`` cannot take as rows (a dict, a string, a lazy frame) before reading any."""
+    if type(rows).__name__ == "LazyFrame":
+        raise InvalidValueError(
+            "insert_many takes a Polars DataFrame, not a LazyFrame: call .collect() on it first.",
+            path="",
+            value=None,
+        )
+    if rows is None or isinstance(rows, Mapping | str | bytes):
+        raise InvalidValueError(
+            f"insert_many takes rows (a list of dicts, a Polars frame or an Arrow table), not "
+            f"{type(rows).__name__}; for one document use insert.",
+            path="",
+            value=rows,
+        )
 
 
 def _row(row: object, at: int) -> Document:
