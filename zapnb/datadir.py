@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from zapnb.durable import fsync_dir, io_error, make_dirs
+from zapnb.durable import fsync_dir, io_error, make_dirs, write_new_synced
 from zapnb.errors import CorruptionError, FormatVersionError, InvalidValueError, StorageIOError
 from zapnb.faults import kill_point
 from zapnb.logformat import list_segments, segment_name
@@ -158,7 +158,7 @@ def _create_marker(marker: Path) -> None:
     temporary = marker.with_name(f".{marker.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     content = json.dumps({"format": FORMAT_VERSION, "created": time.time()}).encode()
     try:
-        _write_synced(temporary, content)
+        write_new_synced(temporary, content)
         kill_point("datadir.before_marker_link")
         _link_into_place(temporary, marker)
         fsync_dir(marker.parent)
@@ -166,17 +166,6 @@ def _create_marker(marker: Path) -> None:
         raise io_error(err, marker, "write") from err
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def _write_synced(path: Path, content: bytes) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(descriptor, view) :]
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _link_into_place(temporary: Path, marker: Path) -> None:

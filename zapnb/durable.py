@@ -70,6 +70,7 @@ __all__ = [
     "write_base",
     "write_base_batches",
     "write_ipc",
+    "write_new_synced",
 ]
 
 BATCH_ROWS: Final = 65_536
@@ -307,6 +308,19 @@ def _ipc_damage_offset(path: Path) -> int:
 # --- durable files ------------------------------------------------------------------------------------------
 
 
+def write_new_synced(path: Path, data: bytes, *, exclusive: bool = True) -> None:
+    """Write ``data`` as the whole file ``path`` and fsync it (``exclusive``: the file must not exist yet)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    descriptor = os.open(path, flags, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace the file at ``path`` with ``data``, durably and atomically (temporary file, fsync, rename).
 
@@ -327,14 +341,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(descriptor, view) :]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        write_new_synced(temporary, data, exclusive=False)
         os.replace(temporary, path)
         fsync_dir(path.parent)
     except OSError as err:
