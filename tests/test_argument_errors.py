@@ -53,3 +53,22 @@ def test_insert_many_asks_to_collect_a_lazy_frame(db: zapnb.Database) -> None:
 def test_with_index_takes_a_function_for_its_range(db: zapnb.Database) -> None:
     with pytest.raises(InvalidQueryError, match="pass a function"):
         db.query("t").with_index("by_a", 5)  # type: ignore[arg-type]
+
+
+def test_an_edited_cursor_is_refused_not_read_at_another_key(db: zapnb.Database) -> None:
+    import base64
+
+    from zapnb.errors import InvalidCursorError
+
+    db.insert_many("t", [{"a": str(i)} for i in range(6)])
+    query = db.query("t").with_index("by_a")
+    cursor = query.paginate(num_items=3).continue_cursor
+    sealed = base64.urlsafe_b64decode(cursor[3:] + "=" * (-len(cursor[3:]) % 4)).decode()
+    body, _, check = sealed.rpartition(":")
+    fingerprint, _, key = body.partition(":")
+    edited = f"{fingerprint}:{key[:-4]}:{check}".encode()
+    for bad in ("zc1" + base64.urlsafe_b64encode(edited).decode(), "zc1!!!!", cursor[:-2]):
+        with pytest.raises(InvalidCursorError) as info:
+            query.paginate(num_items=3, cursor=bad)
+        assert info.value.reason == "malformed"
+    assert [row["a"] for row in query.paginate(num_items=3, cursor=cursor).page.to_dicts()] == ["3", "4", "5"]

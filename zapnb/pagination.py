@@ -39,6 +39,7 @@ import base64
 import binascii
 import hashlib
 import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
@@ -129,8 +130,14 @@ def fingerprint(
 
 def make_cursor(query_fingerprint: str, key: bytes | None) -> str:
     """A cursor at ``key`` (``None``: the start of the range) for the query with this fingerprint."""
-    body = f"{query_fingerprint}:{'' if key is None else key.hex()}".encode()
-    return _PREFIX + base64.urlsafe_b64encode(body).decode().rstrip("=")
+    body = f"{query_fingerprint}:{'' if key is None else key.hex()}"
+    sealed = f"{body}:{_check(body)}".encode()
+    return _PREFIX + base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+
+def _check(body: str) -> str:
+    """A checksum of a cursor's body: an edited or truncated cursor is refused, not read at another key."""
+    return f"{zlib.crc32(body.encode()):08x}"
 
 
 def _malformed(cursor: str) -> InvalidCursorError:
@@ -154,11 +161,14 @@ def read_cursor(cursor: str, query_fingerprint: str) -> bytes | None:
         raise _malformed(cursor)
     text = cursor[len(_PREFIX) :]
     try:
-        body = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        body, _, check = sealed.rpartition(":")
         found, _, key = body.partition(":")
         position = bytes.fromhex(key) if key else None
     except (binascii.Error, ValueError):
         raise _malformed(cursor) from None
+    if not body or check != _check(body):
+        raise _malformed(cursor)
     if found != query_fingerprint:
         raise InvalidCursorError(
             "Tried to run a query starting from a cursor, but it looks like this cursor is from a different "
