@@ -140,6 +140,11 @@ class Database:
         refuse_inside_function("delete_table")
         return delete_table(self._engine, table)
 
+    def wait_for_indexes(self, timeout: float | None = None) -> bool:
+        """Wait until every staged index is built (they are built in the background after a deploy);
+        ``False`` if ``timeout`` seconds passed first."""
+        return self._engine.wait_for_index_builds(timeout)
+
     def transaction(self) -> Transaction:
         """A transaction: ``with db.transaction() as tx:`` commits at the end, or discards on an exception.
 

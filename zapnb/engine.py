@@ -14,7 +14,8 @@ Responsibilities:
 - watch the log for other processes' commits, so they become visible within a few tens of milliseconds.
 
 It holds no business logic of its own: table state, index keys, record formats and checkpoint files live in
-their modules, and writing, loading and swapping in checkpoints in :mod:`zapnb.enginecheckpoints`. See
+their modules, writing, loading and swapping in checkpoints in :mod:`zapnb.enginecheckpoints`, and building
+indexes (staged ones in the background) in :mod:`zapnb.indexbuild`. See
 ``docs/design-storage.md``.
 """
 
@@ -27,7 +28,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +62,7 @@ from zapnb.errors import (
 )
 from zapnb.faults import kill_point
 from zapnb.index import IndexSpec
-from zapnb.indexbuild import build_index, system_indexes, user_index_specs
+from zapnb.indexbuild import IndexBuilds, system_indexes
 from zapnb.layout import Layout
 from zapnb.log import DEFAULT_SEGMENT_SIZE, CommitLog, LogRecord, forks
 from zapnb.schema import Schema, stored_definition
@@ -79,7 +79,7 @@ Listener = Callable[[ChangeSet], None]
 Document = Mapping[str, Any]
 
 
-class Engine(Checkpoints):
+class Engine(Checkpoints, IndexBuilds):
     """One open data directory. Thread-safe; not fork-safe (a forked child must open its own)."""
 
     def __init__(self, path: Path, log: CommitLog) -> None:
@@ -106,6 +106,7 @@ class Engine(Checkpoints):
         self._in_flight = _InFlight()
         self._deploying = False
         self._own_bulk: dict[int, list[BulkPart]] = {}  # this process's bulk inserts being committed, by LSN
+        self._init_builds()
 
     # --- opening and closing --------------------------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class Engine(Checkpoints):
             raise
         engine._watcher = threading.Thread(target=engine._watch, name="zapnb-log-watcher", daemon=True)
         engine._watcher.start()
+        engine._open_builds()  # staged indexes of the schema that the tables lack are built in the background
         shutdown.track(engine)
         return engine
 
@@ -150,9 +152,12 @@ class Engine(Checkpoints):
             )
 
     def close(self) -> None:
-        """Stop watching and close the log. Idempotent."""
+        """Stop building staged indexes (the next open builds them again) and watching, checkpoint, close
+        the log. Idempotent."""
         if self._closed.is_set():
             return
+        if os.getpid() == self._pid:  # a forked child has no builder (and may have copied its lock held)
+            self._stop_builds(timeout=5)
         try:
             if os.getpid() == self._pid and self._writes_since_checkpoint:
                 self.checkpoint()
@@ -162,10 +167,11 @@ class Engine(Checkpoints):
                 self.log.close()
 
     def halt(self) -> None:
-        """Stop watching and close the log without a checkpoint (at interpreter exit: see
-        :mod:`zapnb.shutdown`); a checkpoint being written is finished first. Idempotent."""
+        """Stop building staged indexes and watching, and close the log without a checkpoint (at interpreter
+        exit: see :mod:`zapnb.shutdown`); a checkpoint being written is finished first. Idempotent."""
         if self._closed.is_set() or os.getpid() != self._pid:
             return
+        self._stop_builds(timeout=None)
         self._stop_watching(timeout=None)
         with self._checkpoint_mutex:  # one called from another thread
             self.log.close()
@@ -288,7 +294,9 @@ class Engine(Checkpoints):
         keys: AbstractContextManager[tuple[Callable[[], None], sidefiles.Written | None]]
         keys = nullcontext((lambda: None, None))
         if parts:  # each part's index keys are built once its side file is written, from the file
-            keys = keys_meanwhile(parts, partial(_index_specs, snapshot))
+            # the indexes are listed once: a staged index built meanwhile joins at the apply
+            specs = {part.table: _index_specs(snapshot, part.table) for part in parts}
+            keys = keys_meanwhile(parts, specs.__getitem__)
         with keys as (keys_built, written), self._side_files(parts, written) as files:
             keys_built()
             record = Commit(
@@ -341,7 +349,8 @@ class Engine(Checkpoints):
         ``change`` runs inside the log's writer section on the caught-up state, so no commit comes between
         what it checks and the switch; if it raises, nothing is appended. Tables whose number the new
         catalog drops are deleted with their documents. Applying the record builds new indexes, with a
-        progress bar if ``show_progress`` (and the build is long).
+        progress bar if ``show_progress`` (and the build is long), except staged ones: those are built in
+        the background (:meth:`wait_for_index_builds`), or now when this deploy enables one not built yet.
         """
         self.check_usable()
         with self.log.writer() as writer:
@@ -497,15 +506,7 @@ class Engine(Checkpoints):
         self._catalog = Catalog(schema, TableNumbers(record.tables, self._catalog.numbers.highest))
         self._deploys.append(lsn)
         self._drop_deleted_tables()
-        for name, definition in ({} if schema is None else schema.tables).items():
-            state = self._table(name)
-            wanted = {spec.name: spec for spec in user_index_specs(definition)}
-            for existing in [n for n, (s, _) in state.indexes.items() if s.kind == "user"]:
-                if existing not in wanted or wanted[existing] != state.indexes[existing][0]:
-                    state.drop_index(existing)
-            for spec in wanted.values():
-                if spec.name not in state.indexes:
-                    state.add_index(spec, build_index(state, spec, lsn, show_progress=self._deploying))
+        self._deploy_indexes(schema, lsn)
 
     def _drop_deleted_tables(self) -> None:
         """Forget the states of tables whose number the catalog no longer has (``db.delete_table``); the next
@@ -573,7 +574,7 @@ class _InFlight:
 
 def _index_specs(snapshot: Snapshot, table: str) -> list[IndexSpec]:
     """The indexes ``table`` has at ``snapshot`` (a commit made on it applies to those: a deploy since
-    would make it conflict)."""
+    would make it conflict; a staged index built since gets its keys when the commit is applied)."""
     state = snapshot.tables.get(table)
     return [spec for spec, _ in (system_indexes() if state is None else state.indexes).values()]
 

@@ -60,6 +60,10 @@ class Checkpoints:
 
         def check_usable(self) -> None: ...
 
+        def _plan_builds(self) -> None: ...
+
+        def _building(self, table: str) -> bool: ...
+
     def checkpoint(self) -> bool:
         """Write a checkpoint now (:mod:`zapnb.checkpoint`); ``False`` if another process is writing one."""
         self.check_usable()
@@ -106,6 +110,7 @@ class Checkpoints:
             self._recent.clear()
             self._recent_documents = 0
             self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
+            self._plan_builds()  # staged indexes the checkpoint was written without are built again
 
     def _load_newest(
         self,
@@ -178,9 +183,7 @@ class Checkpoints:
         carried = {
             name: checkpoints.carry_over(olds[name], new, until=upto)
             for name, new in tables.items()
-            if name in olds
-            and olds[name].number == new.number
-            and set(olds[name].indexes) == set(new.indexes)
+            if name in olds and self._swappable(olds[name], new)
         }
         with self._apply_lock:
             if any(self._tables.get(name) is not olds[name] for name in carried) or not self._recent_since(
@@ -189,9 +192,18 @@ class Checkpoints:
                 return  # a deploy or a reload came between: the watcher swaps a newer checkpoint in later
             recent = [changes for changes in self._recent if changes.lsn > upto]
             for name, new in carried.items():
-                self._tables[name] = checkpoints.carry_recent(olds[name], new, recent, upto)
+                if self._swappable(olds[name], new):  # again: a background build may have ended meanwhile
+                    self._tables[name] = checkpoints.carry_recent(olds[name], new, recent, upto)
             self._checkpoint_lsn = max(self._checkpoint_lsn, newest.lsn)
             self._snapshot = Snapshot(self._applied, dict(self._tables), self._catalog)
+
+    def _swappable(self, old: TableState, new: TableState) -> bool:
+        """Whether ``new``, loaded from a checkpoint, can replace ``old``: the same table with the same
+        indexes, and no staged index being built over ``old`` (its build would have to start again; the
+        table is swapped at the checkpoint after the build, which records the index)."""
+        return (
+            old.number == new.number and set(old.indexes) == set(new.indexes) and not self._building(old.name)
+        )
 
     def _recent_since(self, lsn: int) -> bool:
         """Whether the change sets kept for conflict checks hold every commit after ``lsn`` (call it under the

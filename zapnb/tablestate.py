@@ -263,12 +263,16 @@ class TableState:
         return copy
 
     def add_index(self, spec: IndexSpec, data: IndexData) -> None:
-        """Start maintaining a newly built index (the caller built it at the last applied LSN)."""
-        self.indexes[spec.name] = (spec, data)
+        """Start maintaining a newly built index (the caller brought it up to the last applied LSN).
+
+        The index list is replaced, not changed in place: a thread going through it meanwhile (a commit
+        listing the indexes its bulk keys are for, a checkpoint) keeps the one it started with.
+        """
+        self.indexes = {**self.indexes, spec.name: (spec, data)}
 
     def drop_index(self, name: str) -> None:
-        """Stop maintaining an index."""
-        del self.indexes[name]
+        """Stop maintaining an index (the index list is replaced, as by :meth:`add_index`)."""
+        self.indexes = {key: value for key, value in self.indexes.items() if key != name}
 
     def documents(self, snapshot: int) -> Iterator[Document]:
         """Every document of the table at ``snapshot``, in ``by_creation_time`` order."""
