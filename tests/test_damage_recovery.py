@@ -153,3 +153,17 @@ def test_a_checkpoint_racing_close_raises_the_databases_closed_error(tmp_path: P
         errors = _race_close(tmp_path / str(round_))
         assert all(isinstance(err, ClosedError) and "zapnb.connect" in str(err) for err in errors), errors
         zapnb.connect(tmp_path / str(round_)).close()
+
+
+def test_a_log_missing_its_first_segment_without_a_checkpoint_is_damage(tmp_path: Path) -> None:
+    db = zapnb.Database(Engine.open(tmp_path, segment_size=4096))
+    db.deploy(SCHEMA, progress=False)
+    for n in range(200):
+        db.insert("a", {"n": n})
+    db._engine.halt()  # no checkpoint: the log holds everything
+    segments = sorted((tmp_path / "log").glob("*.zlog"))
+    assert len(segments) > 2
+    segments[0].unlink()
+    with pytest.raises(zapnb.CorruptionError, match="segment files are missing") as info:
+        zapnb.connect(tmp_path)
+    assert info.value.file == str(tmp_path / "log")

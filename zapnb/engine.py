@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from zapnb import checkpoint as checkpoints
 from zapnb import shutdown, sidefiles
 from zapnb.bulk import BulkPart, BulkRows, bulk_parts, keys_meanwhile
 from zapnb.catalog import Catalog, Snapshot, TableNumbers, next_table_number
@@ -139,8 +140,17 @@ class Engine(Checkpoints, IndexBuilds):
 
     def _continue_after_checkpoint(self) -> None:
         """Make new commits follow the checkpoint when the log ends before it (a repair cut records that the
-        checkpoint holds): their LSNs would otherwise be ones the checkpoint already holds, and be skipped."""
-        ended = self.log.last_lsn()
+        checkpoint holds): their LSNs would otherwise be ones the checkpoint already holds, and be skipped.
+        A log that starts after LSN 1 with no checkpoint lost its first segments: that is damage."""
+        ended, first = self.log.last_lsn(), self.log.first_lsn()
+        if first > 1 and self._checkpoint_lsn == 0 and not checkpoints.read_info(self.path):
+            raise CorruptionError(
+                f"The commit log of {self.path} starts at LSN {first}, but no checkpoint holds the records "
+                f"before it: segment files are missing from {self.path / 'log'}. Restore the data directory "
+                "from a backup.",
+                file=str(self.path / "log"),
+                offset=0,
+            )
         if ended < self._checkpoint_lsn and self.log.start_after(self._checkpoint_lsn):
             warnings.warn(
                 ZapWarning(
