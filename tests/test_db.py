@@ -7,15 +7,16 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 import zapnb
-from zapnb import v
+from zapnb import define_schema, define_table, v
 from zapnb.examples import zapdev
+from zapnb.schema import Schema
 
 NOTES = zapnb.define_schema(
     {
@@ -310,3 +311,18 @@ def test_a_damaged_id_reads_as_no_document_and_writes_to_it_fail(tmp_path: Path)
         with pytest.raises(zapnb.NonexistentDocumentError):
             db.patch(damaged, {"n": 2})
         assert (db.get(doc_id) or {}).get("n") == 1
+
+
+def test_inserted_then_deleted_in_one_transaction_writes_nothing(
+    deployed: Callable[[Schema], zapnb.Database],
+) -> None:
+    db = deployed(define_schema({"t": define_table({"a": v.string()})}))
+    with db.transaction() as tx:
+        doc = tx.insert("t", {"a": "x"})
+        many = tx.insert_many("t", [{"a": str(i)} for i in range(1_200)])
+        tx.delete(doc)
+        for other in many:
+            tx.delete(other)
+        assert tx.writes == ()
+    assert tx.commit_lsn is None
+    assert db.query("t").count() == 0

@@ -231,8 +231,13 @@ class Transaction:
     def delete(self, doc_id: str) -> None:
         """Delete a document."""
         table, current = self._existing(doc_id, "Delete")
-        self._bulk.drop(str(current["_id"]))
-        self._writes[str(current["_id"])] = Write(table, str(current["_id"]), None)
+        key = str(current["_id"])
+        created = key in self._bulk or (key in self._seen and self._seen[key] is None)
+        self._bulk.drop(key)
+        if created:  # inserted by this transaction: deleting it leaves nothing to write
+            self._writes.pop(key, None)
+            return
+        self._writes[key] = Write(table, key, None)
 
     def _put(self, table: str, current: Mapping[str, Any], user: Document) -> None:
         stored = {"_id": current["_id"], "_creationTime": current["_creationTime"], **user}
