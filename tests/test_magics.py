@@ -189,6 +189,12 @@ def test_connect_as_binds_another_name_and_switches_the_current_database(
     assert run(loaded, "%zapnb query messages.count()") == 5
 
 
+def test_connect_ignores_a_trailing_comment(loaded: InteractiveShell, tmp_path: Path) -> None:
+    other = run(loaded, f"%zapnb connect {tmp_path / 'c#1'} --as other   # a comment, as in the docs")
+    assert loaded.user_ns["other"] is other
+    assert other.path == tmp_path / "c#1"  # a # inside a word is part of it
+
+
 def test_connect_again_to_the_same_directory_reuses_the_open_database(
     loaded: InteractiveShell, tmp_path: Path
 ) -> None:

@@ -202,7 +202,7 @@ class ZapnbMagics(Magics):
         """``%zapnb connect [PATH] [--as NAME] [--durability full|process]``."""
         from zapnb.db import connect
 
-        parsed = _connect_parser().parse_args(shlex.split(arguments))
+        parsed = _connect_parser().parse_args(shlex.split(_without_comment(arguments)))
         name = _check_name(parsed.name or self.connect_as, "connect")
         path = None if parsed.path is None else Path(parsed.path).expanduser()
         key = (_resolved(path), parsed.durability)
@@ -390,6 +390,15 @@ def _index_names(schema: Schema | None, table: str) -> list[str]:
     if definition is None:
         return []
     return sorted(index.name + (" (staged)" if index.staged else "") for index in definition.indexes)
+
+
+def _without_comment(arguments: str) -> str:
+    """``arguments`` without a trailing ``# comment`` (one after whitespace, holding no quote), as a notebook
+    line would have: ``data/shop  # the shop`` is ``data/shop``, but ``data#1`` and ``"a # b"`` stay."""
+    return _COMMENT.sub("", arguments)
+
+
+_COMMENT = re.compile(r"(^|\s)#[^'\"]*$")
 
 
 def _resolved(path: Path | None) -> Path:
