@@ -220,8 +220,9 @@ def test_window_slices_in_the_requested_sort(db: Database, table: LiveTable) -> 
 @pytest.mark.parametrize(
     ("request_fields", "error"),
     [
-        ({"offset": -1, "limit": 10}, "needs offset as a whole number >= 0"),
-        ({"offset": 0, "limit": "10"}, "needs limit as a whole number >= 0"),
+        ({"offset": -1, "limit": 10}, "needs offset as a whole number from 0 to 2**63 - 1"),
+        ({"offset": 2**63, "limit": 10}, "needs offset as a whole number from 0 to 2**63 - 1"),
+        ({"offset": 0, "limit": "10"}, "needs limit as a whole number from 0 to 2**63 - 1"),
         ({"offset": 0, "limit": 10, "sort": ["nope", "asc"]}, "The table has no column 'nope' to sort by"),
     ],
 )

@@ -325,8 +325,8 @@ def _name_of(fn_or_query: Any) -> str:
 
 def _count(request: Mapping[str, Any], name: str) -> int:
     value = request.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         raise InvalidQueryError(
-            f"A LiveTable request needs {name} as a whole number >= 0.", method="LiveTable"
+            f"A LiveTable request needs {name} as a whole number from 0 to 2**63 - 1.", method="LiveTable"
         )
     return value
