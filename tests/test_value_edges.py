@@ -352,3 +352,48 @@ def test_json_accepts_exactly_the_values_a_document_holds(value: Any) -> None:
         text = encode_json(value)
         assert encode_json(decode_json(text)) == text
         assert encode_json(decode_stored_json(text)) == text
+
+
+def test_ids_read_back_the_same_before_and_after_a_checkpoint(tmp_path: Path) -> None:
+    fields = {
+        "u1": v.union(v.id("a"), v.string()),
+        "u2": v.union(v.id("a"), v.id("b")),
+        "rec": v.record(v.id("a"), v.id("a")),
+        "n": v.nullable(v.id("a")),
+        "arr": v.array(v.id("a")),
+        "obj": v.object({"x": v.id("a")}),
+        "au": v.array(v.union(v.id("a"), v.int64())),
+        "uo": v.union(v.object({"r": v.id("a")}), v.null()),
+        "uos": v.union(v.object({"r": v.id("a")}), v.string()),
+    }
+    schema = zapnb.define_schema(
+        {
+            "a": zapnb.define_table({"k": v.int64()}),
+            "b": zapnb.define_table({"k": v.int64()}),
+            "t": zapnb.define_table({name: v.optional(f) for name, f in fields.items()}),
+        }
+    )
+    db = zapnb.connect(tmp_path)
+    db.deploy(schema, progress=False)
+    a, b = db.insert("a", {"k": 1}), db.insert("b", {"k": 1})
+    doc = {
+        "u1": a, "u2": b, "rec": {a: a}, "n": a, "arr": [a], "obj": {"x": a}, "au": [a, 3],
+        "uo": {"r": a}, "uos": {"r": a},
+    }  # fmt: skip
+    t = db.insert("t", doc)
+
+    def kinds(value: object) -> object:
+        if isinstance(value, dict):
+            return [(type(k).__name__, kinds(x)) for k, x in value.items()]
+        if isinstance(value, list):
+            return [kinds(x) for x in value]
+        return type(value).__name__
+
+    before = {name: kinds(value) for name, value in (db.get(t) or {}).items()}
+    db.checkpoint()
+    after = {name: kinds(value) for name, value in (db.get(t) or {}).items()}
+    assert before == after
+    assert (before["n"], before["arr"], before["obj"]) == ("Id", ["Id"], [("str", "Id")])
+    assert (before["u1"], before["rec"], before["au"]) == ("str", [("str", "str")], ["str", "int"])
+    assert db.get(t) == {**doc, "_id": t, "_creationTime": (db.get(t) or {})["_creationTime"]}
+    db.close()
