@@ -396,6 +396,8 @@ class ObjectValidator(Validator):
                 plan.append((name, validator, False))
         object.__setattr__(self, "_plan", tuple(plan))
         object.__setattr__(self, "_names", frozenset(name for name, _ in self.fields))
+        from zapnb.idfields import stores_ids_as_text  # it reads these validator classes
+
         object.__setattr__(self, "_plain", frozenset(name for name, v, _ in plan if stores_ids_as_text(v)))
 
     def _check(self, value: Any, ids: IdResolver | None) -> Any:
@@ -415,6 +417,8 @@ class ObjectValidator(Validator):
                 m.segments.append(f".{name}")
                 raise
             if name in self._plain:  # stored as text: an Id reads back as a str, so it is one from the start
+                from zapnb.idfields import plain_ids
+
                 out[name] = plain_ids(out[name])
         if len(out) != len(value):
             extra = next(key for key in value if key not in self._names)
@@ -596,49 +600,3 @@ class UnionValidator(Validator):
     def to_json(self) -> dict[str, Any]:
         return {"type": "union", "value": [member.to_json() for member in self.members]}
 
-
-def stores_ids_as_text(validator: Validator) -> bool:
-    """Whether ``validator`` can give an :class:`~zapnb.Id` in a place its column holds as text (zapnb's JSON,
-    or a string column shared with other kinds), which reads back as a plain ``str``: such a field stores
-    plain strings from the start, so that it reads the same before and after a checkpoint."""
-    if isinstance(validator, OptionalValidator):
-        return stores_ids_as_text(validator.inner)
-    if isinstance(validator, ArrayValidator):
-        return stores_ids_as_text(validator.element)
-    if isinstance(validator, RecordValidator):
-        return _has_ids(validator.keys) or _has_ids(validator.values)
-    if isinstance(validator, UnionValidator):
-        others = [m for m in validator.members if not isinstance(m, NullValidator)]
-        if len(others) == 1:
-            return stores_ids_as_text(others[0])
-        if all(isinstance(m, IdValidator) for m in others) and len({m.table for m in others}) == 1:  # type: ignore[attr-defined]
-            return False
-        return any(_has_ids(m) for m in others)
-    return False  # an ID column keeps Ids; an object's own fields decide for themselves
-
-
-def _has_ids(validator: Validator) -> bool:
-    if isinstance(validator, IdValidator):
-        return True
-    if isinstance(validator, OptionalValidator):
-        return _has_ids(validator.inner)
-    if isinstance(validator, ArrayValidator):
-        return _has_ids(validator.element)
-    if isinstance(validator, RecordValidator):
-        return _has_ids(validator.keys) or _has_ids(validator.values)
-    if isinstance(validator, UnionValidator):
-        return any(_has_ids(m) for m in validator.members)
-    if isinstance(validator, ObjectValidator):
-        return any(_has_ids(v) for _, v in validator.fields)
-    return False
-
-
-def plain_ids(value: Any) -> Any:
-    """``value`` with every :class:`~zapnb.Id` in it (dict keys too) as a plain ``str``."""
-    if isinstance(value, Id):
-        return str(value)
-    if isinstance(value, dict):
-        return {plain_ids(k): plain_ids(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain_ids(item) for item in value]
-    return value
