@@ -2,7 +2,8 @@
 
 Responsibilities: run callbacks on a few daemon threads of zapnb's own, never two at once for one
 subscription and always with its newest result (a slow callback skips the results that came and went while it
-ran, rather than falling behind), and report a failing callback without stopping anything.
+ran, rather than falling behind), and report a failing callback without stopping anything: any exception,
+``SystemExit`` and ``KeyboardInterrupt`` included, leaves the threads running.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ class Deliverer:
         while (item := self._queue.get()) is not None:
             key = id(item)
             while True:
-                item.deliver()
+                try:
+                    item.deliver()
+                except BaseException as err:  # keep the thread (and the subscription's turn) alive
+                    report("zapnb: handing a watched result to its callback failed", err)
                 with self._lock:
                     if key not in self._again:
                         self._busy.discard(key)

@@ -185,6 +185,11 @@ class Query:
         self._filters = filters
         self._cache: list[_Plan] = []
 
+    @property
+    def source(self) -> Engine | Transaction:
+        """What the query reads: its database's engine, or the transaction it was built in."""
+        return self._source
+
     def _with(self, **changes: Any) -> Query:
         fields = {"index": self._index, "range": self._range, "order": self._order, "filters": self._filters}
         return Query(self._source, self.table, **{**fields, **changes})

@@ -32,12 +32,16 @@ True
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import numpy.typing as npt
 
 from zapnb.changes import BulkChange, ChangeSet, ReadRange
 from zapnb.delivery import Deliverer, report
@@ -47,8 +51,12 @@ from zapnb.queries import Query
 from zapnb.rangeindex import RangeIndex
 from zapnb.runner import Runner
 from zapnb.transaction import Transaction
+from zapnb.values import float_order
 
 if TYPE_CHECKING:
+    import polars as pl
+    from polars._typing import PolarsDataType
+
     from zapnb.engine import Engine, Snapshot
 
 __all__ = ["HISTORY", "Reactor", "Subscription", "same_result"]
@@ -63,6 +71,9 @@ YIELD_TO_COMMITS: Final = 0.005
 
 Callback = Callable[[Any], None]
 ErrorHandler = Callable[[BaseException], None]
+
+_SIGN_BIT: Final = np.uint64(1 << 63)
+_QUIET_NAN_BITS: Final = np.uint64(0x7FF8_0000_0000_0000)
 
 
 class Subscription:
@@ -99,7 +110,8 @@ class Subscription:
         self._on_error = on_error
         self.result: Any = None
         self.lsn = 0
-        self.reads: tuple[ReadRange, ...] = ()
+        self.reads: tuple[ReadRange, ...] = ()  # what a commit must touch to run the query again
+        self._good_reads: tuple[ReadRange, ...] = ()  # the read set of the last run that returned
         self.runs = 0
         self.deliveries = 0
         self._active = True
@@ -129,15 +141,24 @@ class Subscription:
         return self._reactor.wait(self, lsn, timeout)
 
     def run(self, snapshot: Snapshot) -> bool:
-        """Run the query at ``snapshot``; ``True`` (and the result queued for the callback) if it changed."""
+        """Run the query at ``snapshot``; ``True`` (and the result queued for the callback) if it changed.
+
+        A run that raises keeps the last result, and its read set joins the last good run's (see
+        ``docs/reactivity.md``), so a commit to what either read runs the query again.
+        """
         tx = Transaction(self._reactor.engine, snapshot)
         try:
             result = self._watched(tx)
+        except BaseException:
+            with self._lock:
+                self.reads = tuple(dict.fromkeys((*self._good_reads, *tx.reads)))
+            raise
         finally:
             tx.discard()
         with self._lock:
             self.runs += 1
             first, self.lsn, self.reads = self.runs == 1, snapshot.lsn, tx.reads
+            self._good_reads = self.reads
             changed = first or not same_result(self.result, result)
             if changed:
                 self.result = result
@@ -163,7 +184,7 @@ class Subscription:
                 return
             try:
                 self._callback(result)
-            except Exception as err:  # a failing callback is reported; the subscription goes on
+            except BaseException as err:  # reported, even SystemExit: the subscription and its thread go on
                 self.fail(err, "its callback raised")
         finally:
             with self._lock:
@@ -182,7 +203,7 @@ class Subscription:
             try:
                 self._on_error(err)
                 return
-            except Exception as handler_error:
+            except BaseException as handler_error:
                 err = handler_error
                 what = "its on_error handler raised"
         report(f"zapnb: watched query {self.name!r}: {what}", err)
@@ -299,6 +320,7 @@ class Reactor:
         self, target: Any, args: dict[str, Any], identity: UserIdentity | None
     ) -> tuple[str, Callable[[Transaction], Any]]:
         if isinstance(target, Query):
+            self._check_source(target)
             if args:
                 raise InvalidQueryError(
                     f"db.watch({target!r}, args) got args {sorted(args)}; a query built with db.query takes "
@@ -321,6 +343,19 @@ class Reactor:
         raise InvalidQueryError(
             "db.watch() takes a db.query(...), a @zapnb.query function or a function of ctx, not "
             f"{target!r}.",
+            method="watch",
+        )
+
+    def _check_source(self, target: Query) -> None:
+        """Refuse a query of another database or of a transaction (``watch`` would silently run it here)."""
+        source = target.source
+        if source is self.engine:
+            return
+        where = "a transaction" if isinstance(source, Transaction) else "another database"
+        raise InvalidQueryError(
+            f"db.watch({target!r}) got a query built from {where}; a watched query re-runs on the database "
+            "it is watched on. Watch a query built from the same database: db.query(...) of the database "
+            "whose watch you call, not tx.query(...) or another connection's db.query(...).",
             method="watch",
         )
 
@@ -402,9 +437,9 @@ class Reactor:
                 continue
             try:
                 changed = sub.run(snapshot)
-            except Exception as err:  # keep the last result; the next commit it read tries again
+            except BaseException as err:  # keep the last result; a commit to what it read tries again
+                changed = False
                 sub.fail(err, "re-running it failed")
-                continue
             with self._lock:
                 if id(sub) in self._subscriptions:
                     self._ranges.set(id(sub), sub.reads)
@@ -415,31 +450,95 @@ class Reactor:
 def same_result(old: Any, new: Any) -> bool:
     """Whether a re-run's result equals the previous one (then it is not handed to the callback again).
 
-    Frames compare by schema and values (nulls and NaNs equal themselves); other values by ``==`` with their
-    types, so ``1`` and ``1.0`` differ as they do in the database.
-    """
-    if type(old) is not type(new):
-        return False
-    if type(new).__module__.startswith("polars"):
-        import polars as pl
+    Exact in zapnb's total order: types must match (``1`` and ``1.0`` differ, as they do in the database),
+    floats compare by their bits with NaN payloads dropped (``-0.0`` differs from ``0.0``, ``-nan`` from
+    ``nan``), frames by schema, values and the bits of their float values (nested in lists, arrays and
+    structs too), and dicts, lists, tuples and dataclasses (such as a ``PaginationResult``) element by
+    element. A value whose ``==`` raises counts as changed.
 
-        if isinstance(new, pl.DataFrame):
-            return bool(old.schema == new.schema and old.equals(new, null_equal=True))
-        if isinstance(new, pl.Series):
-            return bool(old.dtype == new.dtype and old.equals(new, check_names=True, null_equal=True))
+    Examples
+    --------
+    >>> from zapnb.reactive import same_result
+    >>> same_result({"x": [1.0, float("nan")]}, {"x": [1.0, float("nan")]})
+    True
+    >>> same_result(0.0, -0.0), same_result(1, 1.0)
+    (False, False)
+    """
     try:
-        return _same_value(old, new)
+        return _same(old, new)
     except Exception:  # a value whose == raises or is ambiguous: treat it as changed
         return False
 
 
-def _same_value(old: Any, new: Any) -> bool:
+def _same(old: Any, new: Any) -> bool:
     if type(old) is not type(new):
         return False
+    if isinstance(new, float):
+        return float_order(old) == float_order(new)
     if isinstance(new, dict):
-        return old.keys() == new.keys() and all(_same_value(old[k], new[k]) for k in new)
+        return old.keys() == new.keys() and all(_same(old[k], new[k]) for k in new)
     if isinstance(new, list | tuple):
-        return len(old) == len(new) and all(_same_value(a, b) for a, b in zip(old, new, strict=True))
-    if isinstance(new, float) and new != new:
-        return bool(old != old)
+        return len(old) == len(new) and all(_same(a, b) for a, b in zip(old, new, strict=True))
+    if dataclasses.is_dataclass(new) and not isinstance(new, type):
+        fields = [f.name for f in dataclasses.fields(new) if f.compare]
+        return all(_same(getattr(old, name), getattr(new, name)) for name in fields)
+    if type(new).__module__.startswith("polars"):
+        return _same_polars(old, new)
     return bool(old == new)
+
+
+def _same_polars(old: Any, new: Any) -> bool:
+    import polars as pl
+
+    if isinstance(new, pl.DataFrame):
+        if not (old.schema == new.schema and old.equals(new, null_equal=True)):
+            return False
+        return all(_same_floats(old.get_column(name), new.get_column(name)) for name in new.columns)
+    if isinstance(new, pl.Series):
+        if not (old.dtype == new.dtype and old.equals(new, check_names=True, null_equal=True)):
+            return False
+        return _same_floats(old, new)
+    return False  # a lazy frame or an expression: no cheap equality
+
+
+def _same_floats(old: pl.Series, new: pl.Series) -> bool:
+    """Whether the float values in two series that ``equals`` already found equal have the same bits."""
+    import polars as pl
+
+    dtype = new.dtype
+    if dtype.is_float():
+        return bool(np.array_equal(_float_bits(old), _float_bits(new)))
+    if not _holds_floats(dtype):
+        return True
+    if isinstance(dtype, pl.List):
+        return _same_floats(old.list.explode(), new.list.explode())
+    if isinstance(dtype, pl.Array):
+        return _same_floats(old.arr.explode(), new.arr.explode())
+    if isinstance(dtype, pl.Struct):
+        names = [field.name for field in dtype.fields]
+        return all(_same_floats(old.struct.field(name), new.struct.field(name)) for name in names)
+    return True
+
+
+def _holds_floats(dtype: PolarsDataType) -> bool:
+    import polars as pl
+
+    if dtype.is_float():
+        return True
+    if isinstance(dtype, pl.List | pl.Array):
+        return _holds_floats(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return any(_holds_floats(field.dtype) for field in dtype.fields)
+    return False
+
+
+def _float_bits(series: pl.Series) -> npt.NDArray[np.uint64]:
+    """The bits of a float series as float64 (nulls as 0.0, NaNs as the quiet NaN of their sign)."""
+    import polars as pl
+
+    values = series.cast(pl.Float64).fill_null(0.0).to_numpy()
+    bits: npt.NDArray[np.uint64] = values.view(np.uint64)
+    nan = np.isnan(values)
+    if nan.any():
+        bits = np.where(nan, (bits & _SIGN_BIT) | _QUIET_NAN_BITS, bits)
+    return bits
