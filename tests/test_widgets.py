@@ -490,6 +490,25 @@ def test_wrong_results_and_arguments_fail_at_construction(db: Database, comms: l
 # --- lifecycle ----------------------------------------------------------------------------------------------
 
 
+def test_stop_keeps_the_view_and_its_last_result(db: Database, comms: list[RecordingComm]) -> None:
+    db.insert("messages", message(1))
+    widget = LiveTable(db, db.query("messages"))
+    recorder = comm_of(widget)
+    following = [widget.following]
+    widget.stop()
+    widget.stop()  # idempotent
+    following.append(widget.following)
+    assert following == [True, False]
+    db.insert("messages", message(2))
+    time.sleep(0.2)
+    assert recorder.notices() == []
+    assert all(message[0] != "comm_close" for message in recorder.published)
+    assert widget.frame.height == 1
+    _, rows = ask_window(widget, offset=0, limit=10)
+    assert rows["text"].to_pylist() == ["m1"]
+    widget.close()
+
+
 def test_close_unsubscribes_and_a_closed_table_is_collected(db: Database, comms: list[RecordingComm]) -> None:
     widget = LiveTable(db, db.query("messages"))
     subscription = widget._subscription

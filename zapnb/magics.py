@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, Unicode
+from traitlets import Bool, Int, Unicode
 
 from zapnb.errors import ClosedError, InvalidQueryError, ZapError
 from zapnb.schema import table_definition
@@ -50,12 +50,14 @@ if TYPE_CHECKING:
     from zapnb.engine import Engine, Snapshot
     from zapnb.queries import Query
     from zapnb.schema import Schema
+    from zapnb.widgets import LiveTable
 
 __all__ = ["QueryText", "ZapnbMagics", "load", "parse_query", "unload"]
 
 MAGIC: Final = "zapnb"
 QUERY_CLASS: Final = ("zapnb.queries", "Query")
 QUERY_NAME: Final = "__zapnb_query__"
+LIVE_TABLE_LIMIT: Final = 8
 COMMANDS: Final = ("connect", "use", "tables", "query", "help")
 QUERY_METHODS: Final = (
     "with_index",
@@ -87,7 +89,8 @@ USAGE: Final = """Explore a zapnb database: %zapnb <command> ...
   %zapnb help
       This text.
 
-Settings: %config ZapnbMagics (connect_as, live_tables, short_errors). More in docs/magics.md."""
+Settings: %config ZapnbMagics (connect_as, live_tables, live_table_limit, short_errors).
+More in docs/magics.md."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def parse_query(text: str, variable: str | None = None) -> QueryText:
 
     Raises :class:`~zapnb.errors.InvalidQueryError` when the text does not have that shape.
     """
-    match = _QUERY_TEXT.fullmatch(text)
+    match = _QUERY_TEXT.fullmatch(_without_comment_lines(text))
     if match is None:
         _bad_query(f"%zapnb query needs a table name, then an optional method chain; got {text.strip()!r}.")
     if match["variable"] is not None:
@@ -126,6 +129,13 @@ def parse_query(text: str, variable: str | None = None) -> QueryText:
     return QueryText(variable, match["table"], chain)
 
 
+def _without_comment_lines(text: str) -> str:
+    """``text`` without its blank lines and the lines that hold only a ``# comment`` (a ``#`` after code, or
+    inside a string, stays: Python reads the chain)."""
+    lines = text.splitlines()
+    return "\n".join(line for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
 @magics_class
 class ZapnbMagics(Magics):
     """The ``%zapnb`` magics and the live display of queries, for one IPython shell.
@@ -140,6 +150,12 @@ class ZapnbMagics(Magics):
     live_tables = Bool(
         True, help="Show a zapnb query evaluated in a cell as a live table (False: its text form)."
     ).tag(config=True)
+    live_table_limit = Int(
+        LIVE_TABLE_LIMIT,
+        min=0,
+        help="How many queries shown as live tables keep following commits; showing one more closes the "
+        "oldest (0: no limit).",
+    ).tag(config=True)
     short_errors = Bool(
         True, help="Show zapnb errors of the magics and of query display as one message, without a traceback."
     ).tag(config=True)
@@ -150,6 +166,7 @@ class ZapnbMagics(Magics):
         self.current: Database | None = None
         self._opened: dict[tuple[Path, str], Database] = {}
         self._wrappers: dict[int, Database] = {}
+        self._live: dict[int, tuple[Query, LiveTable]] = {}  # by id of the query, oldest shown first
 
     @no_var_expand
     @line_cell_magic
@@ -169,7 +186,7 @@ class ZapnbMagics(Magics):
         if cell is not None and command != "query":
             raise UsageError(f"Only %%zapnb query takes a cell body, not {command or 'an empty command'!r}.")
         if command == "connect":
-            return self.connect(self._expand(rest))
+            return self.connect(rest)
         if command == "use":
             return self.use(rest.strip())
         if command == "tables":
@@ -198,11 +215,21 @@ class ZapnbMagics(Magics):
 
     # --- commands -------------------------------------------------------------------------------------------
 
-    def connect(self, arguments: str) -> Database:
-        """``%zapnb connect [PATH] [--as NAME] [--durability full|process]``."""
+    def connect(self, written: str) -> Database:
+        """``%zapnb connect [PATH] [--as NAME] [--durability full|process]``.
+
+        ``written`` is the line as typed: ``$name`` and ``{expression}`` are filled in here."""
         from zapnb.db import connect
 
-        parsed = _connect_parser().parse_args(shlex.split(_without_comment(arguments)))
+        arguments = self._expand(written)
+
+        words = _split(_without_comment(arguments), written)
+        try:
+            parsed = _connect_parser().parse_args(words)
+        except UsageError as err:
+            if arguments == written:
+                raise
+            raise UsageError(f"{err} (the line read {arguments!r}). {_quoting(written)}") from None
         name = _check_name(parsed.name or self.connect_as, "connect")
         path = None if parsed.path is None else Path(parsed.path).expanduser()
         key = (_resolved(path), parsed.durability)
@@ -274,7 +301,7 @@ class ZapnbMagics(Magics):
                 hint = _did_you_mean(err.name or "", QUERY_METHODS)
                 _bad_query(f"Queries have no method {err.name!r}{hint}. {_CHAIN}")
             _bad_query(f"The query {written!r} failed: AttributeError: {err}. {_FIX}", err)
-        except (NameError, TypeError, ValueError) as err:
+        except Exception as err:  # any Python error of the chain: KeyError, ZeroDivisionError, Polars'...
             _bad_query(f"The query {written!r} failed: {type(err).__name__}: {err}. {_FIX}", err)
         return result.collect() if isinstance(result, Query) else result
 
@@ -318,15 +345,34 @@ class ZapnbMagics(Magics):
         shown = "text/html" in getattr(self.ip.display_formatter, "active_types", ())
         if not (self.live_tables and shown and isinstance(query._source, Engine)):
             return None  # a query inside a transaction, a terminal, or live tables turned off
+        table = self._live_table(query, query._source)
+        bundle: dict[str, Any] | tuple[dict[str, Any], dict[str, Any]] = table._repr_mimebundle_()
+        return bundle
+
+    def _live_table(self, query: Query, engine: Engine) -> LiveTable:
+        """The live table of ``query``: the one already showing this query object, else a new one; the
+        oldest beyond ``live_table_limit`` are closed (they stop following commits)."""
         from zapnb.widgets import LiveTable
 
+        shown = self._live.pop(id(query), None)
+        if shown is not None and shown[1].comm is not None:
+            self._live[id(query)] = shown  # the most recent again
+            return shown[1]
         try:
-            table = LiveTable(self.database_of(query._source), query)
+            table = LiveTable(self.database_of(engine), query)
         except ZapError as err:
             self.shorten(err)
             raise
-        bundle: dict[str, Any] | tuple[dict[str, Any], dict[str, Any]] = table._repr_mimebundle_()
-        return bundle
+        self._live[id(query)] = (query, table)  # the query too, so that its id is not reused
+        self._close_live_tables(self.live_table_limit)
+        return table
+
+    def _close_live_tables(self, keep: int) -> None:
+        """Stop the live tables shown first from following their queries until ``keep`` remain (``0``: keep
+        them all); their views stay, showing their last result."""
+        while keep and len(self._live) > keep:
+            _, table = self._live.pop(next(iter(self._live)))
+            table.stop()
 
     def shorten(self, err: ZapError) -> None:
         """Make IPython show ``err`` as one message (``ZapnbMagics.short_errors``); ``%tb`` shows the same."""
@@ -406,6 +452,24 @@ def _resolved(path: Path | None) -> Path:
 
     chosen = path if path is not None else Path(os.environ.get("ZAPNB_DATA_DIR", DEFAULT_DIRECTORY))
     return chosen.resolve()
+
+
+def _split(arguments: str, written: str) -> list[str]:
+    """The words of ``arguments``, split as a shell does; a :class:`UsageError` if a quote is not closed."""
+    try:
+        return shlex.split(arguments)
+    except ValueError as err:
+        raise UsageError(f"%zapnb connect: cannot read {arguments!r} ({err}). {_quoting(written)}") from None
+
+
+def _quoting(written: str) -> str:
+    """How to quote a path: a ``{expression}`` or ``$name`` is filled in before the words are split."""
+    if "{" in written or "$" in written:
+        return (
+            "A path from a variable holding spaces or quotes needs quotes around it, as in "
+            '%zapnb connect "{folder}" (or without the magic: folder_db = zapnb.connect(folder)).'
+        )
+    return 'Quote a path holding spaces or quotes, as in %zapnb connect "data/with spaces".'
 
 
 class _ArgumentParser(argparse.ArgumentParser):

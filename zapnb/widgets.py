@@ -158,6 +158,19 @@ class LiveTable(anywidget.AnyWidget):
         snapshot = self._current()
         return snapshot.frame.select(snapshot.columns)
 
+    @property
+    def following(self) -> bool:
+        """Whether the table still follows its query (neither :meth:`stop` nor :meth:`close` was called)."""
+        subscription = getattr(self, "_subscription", None)
+        return subscription is not None and subscription.active and not self._closed
+
+    def stop(self) -> None:
+        """Stop following the query but keep the widget: its views go on showing, scrolling and sorting the
+        last result (idempotent). :meth:`close` also closes the views and lets the result go."""
+        subscription = getattr(self, "_subscription", None)
+        if subscription is not None:
+            subscription.unsubscribe()
+
     def close(self) -> None:
         """Stop following the query and close the widget in every view (idempotent)."""
         subscription = getattr(self, "_subscription", None)
