@@ -6,30 +6,18 @@ Every test drives a real IPython shell against a real database in tmp_path (the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from test_magics import fails, formatter, ip, loaded, run, shown_widget, texts
+from test_magics import fails, formatter, ip, loaded, run, shown_widget, texts, widgets
 
 from zapnb.errors import InvalidQueryError
 from zapnb.magics import LIVE_TABLE_LIMIT
 
-__all__ = ["ip", "loaded"]  # fixtures, used by name
-
-
-@pytest.fixture
-def widgets(loaded: InteractiveShell) -> Iterator[InteractiveShell]:
-    """The loaded shell; every widget shown during the test is closed after it."""
-    import ipywidgets
-
-    try:
-        yield loaded
-    finally:
-        ipywidgets.Widget.close_all()
+__all__ = ["ip", "loaded", "widgets"]  # fixtures, used by name
 
 
 def active_subscriptions(shell: InteractiveShell) -> int:
