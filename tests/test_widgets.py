@@ -826,3 +826,29 @@ def test_in_a_browser_the_decoder_reads_every_type_a_window_holds(browser_page: 
         assert rows == expected
     assert expected[0][:4] == ["-128", "-32768", "null", "-9223372036854775808"]
     assert [expected[0][8], expected[0][9], expected[1][9], expected[2][9]] == ["0.1", "1e+16", "nan", "-0.0"]
+
+
+def test_a_json_column_sorts_in_the_total_order_not_as_text(
+    tmp_path: Path, comms: list[RecordingComm]
+) -> None:
+    schema = zapnb.define_schema(
+        {"t": zapnb.define_table({"x": v.any(), "u": v.union(v.int64(), v.string())})}
+    )
+    with zapnb.connect(tmp_path / "json", durability="process") as db:
+        db.deploy(schema, progress=False)
+        for x in (9, 10, 100, -1, "a", 2.5, 2):
+            db.insert("t", {"x": x, "u": x if isinstance(x, int) else "s"})
+        widget = LiveTable(db, db.query("t"))
+        _, rows = ask_window(widget, sort=["x", "asc"])
+        assert rows["x"].to_pylist() == [
+            "-1",
+            "2",
+            "9",
+            "10",
+            "100",
+            "2.5",
+            '"a"',
+        ]  # int64 < float64 < string
+        _, rows = ask_window(widget, sort=["u", "desc"])
+        assert rows["u"].to_pylist()[:3] == ['"s"', '"s"', "100"]
+        widget.close()

@@ -297,10 +297,11 @@ class TableSnapshot:
         The columns shown, in order (the result's columns).
     """
 
-    def __init__(self, version: int, frame: pl.DataFrame) -> None:
+    def __init__(self, version: int, frame: pl.DataFrame, json_columns: frozenset[str] = frozenset()) -> None:
         import polars as pl
 
         self.version = version
+        self.json_columns = json_columns  # columns of zapnb JSON text: sorted by their values' total order
         self.columns: list[str] = list(frame.columns)
         if "_id" in frame.columns and isinstance(frame.schema["_id"], pl.String):
             self.key = "_id"
@@ -331,9 +332,10 @@ class TableSnapshot:
         if cached is None:
             column, direction = sort
             descending = direction == "desc"
+            by = _total_order_keys(self.frame[column]) if column in self.json_columns else pl.col(column)
             try:
                 cached = self.frame.select(
-                    pl.arg_sort_by(column, descending=descending, nulls_last=descending, maintain_order=True)
+                    pl.arg_sort_by(by, descending=descending, nulls_last=descending, maintain_order=True)
                 ).to_series()
             except pl.exceptions.PolarsError as err:
                 raise InvalidQueryError(
@@ -426,6 +428,18 @@ def _unused_name(name: str, taken: Sequence[str]) -> str:
     while name in taken:
         name = "_" + name
     return name
+
+
+def _total_order_keys(column: pl.Series) -> pl.Series:
+    """A column of zapnb JSON text as each value's order-preserving key (:func:`zapnb.keys.encode_value`),
+    so that it sorts in the total order (``-1 < 2 < 10 < "a"``), not as text."""
+    import polars as pl
+
+    from zapnb.jsonvalues import decode_stored_json
+    from zapnb.keys import encode_value
+
+    keys = [None if text is None else encode_value(decode_stored_json(text)) for text in column.to_list()]
+    return pl.Series(column.name, keys, dtype=pl.Binary)
 
 
 def changed_keys(old: TableSnapshot, new: TableSnapshot) -> tuple[list[str], bool]:

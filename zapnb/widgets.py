@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,6 +143,7 @@ class LiveTable(anywidget.AnyWidget):
         self._last_notice = float("-inf")
         self._closed = False
         self._subscription: Subscription | None = None
+        self._json_columns = partial(_json_columns, db, fn_or_query)
         super().__init__()
         self.on_msg(self._receive)
         try:
@@ -224,10 +226,11 @@ class LiveTable(anywidget.AnyWidget):
     def _on_result(self, result: Any) -> None:
         frame = as_frame(result, self._name)  # the first result's error reaches the constructor's caller
         previous = self._snapshot
+        json_columns = self._json_columns()
         if previous is None:
-            self._snapshot = TableSnapshot(1, frame)
+            self._snapshot = TableSnapshot(1, frame, json_columns)
             return
-        snapshot = TableSnapshot(previous.version + 1, frame)
+        snapshot = TableSnapshot(previous.version + 1, frame, json_columns)
         changed, truncated = changed_keys(previous, snapshot)
         with self._lock:
             self._snapshot = snapshot
@@ -343,3 +346,16 @@ def _count(request: Mapping[str, Any], name: str) -> int:
             f"A LiveTable request needs {name} as a whole number from 0 to 2**63 - 1.", method="LiveTable"
         )
     return value
+
+
+def _json_columns(db: Database, fn_or_query: Any) -> frozenset[str]:
+    """The columns of a query's typed frame that hold zapnb's JSON (``v.any()``, records, mixed unions): they
+    sort by the total order of their values, not by their text. Unknown (empty) for a function's result."""
+    if not isinstance(fn_or_query, Query):
+        return frozenset()
+    from zapnb.schema import table_definition
+
+    definition = table_definition(db.schema, fn_or_query.table)
+    if definition is None:
+        return frozenset()
+    return frozenset(name for name, v in definition.column_validators().items() if v.stores_json())
