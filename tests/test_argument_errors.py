@@ -72,4 +72,3 @@ def test_an_edited_cursor_is_refused_not_read_at_another_key(db: zapnb.Database)
             query.paginate(num_items=3, cursor=bad)
         assert info.value.reason == "malformed"
     assert [row["a"] for row in query.paginate(num_items=3, cursor=cursor).page.to_dicts()] == ["3", "4", "5"]
-

@@ -599,4 +599,3 @@ class UnionValidator(Validator):
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "union", "value": [member.to_json() for member in self.members]}
-
