@@ -146,9 +146,9 @@ def _info(args: argparse.Namespace) -> int:
 
 def _data_path(data: str | None) -> Path:
     """``--data``, else what ``zapnb.connect()`` opens with no argument."""
-    from zapnb.db import DEFAULT_DIRECTORY
+    from zapnb.db import data_path
 
-    return Path(data if data is not None else os.environ.get("ZAPNB_DATA_DIR", DEFAULT_DIRECTORY))
+    return data_path(data)
 
 
 def _describe(path: Path, tx: Transaction) -> list[str]:

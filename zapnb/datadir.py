@@ -38,7 +38,7 @@ from typing import Final
 from zapnb.durable import fsync_dir, io_error, make_dirs, write_new_synced
 from zapnb.errors import CorruptionError, FormatVersionError, InvalidValueError, StorageIOError
 from zapnb.faults import kill_point
-from zapnb.logformat import list_segments, segment_name
+from zapnb.logformat import SEGMENT_MAGIC, list_segments, segment_name
 
 __all__ = ["FORMAT_VERSION", "MARKER", "check_format", "make_directory", "write_marker"]
 
@@ -46,8 +46,6 @@ FORMAT_VERSION: Final = 1
 MARKER: Final = "zapnb.json"
 _TEMPORARY: Final = re.compile(r"^\.zapnb\.json\.[\w.-]+\.tmp$")
 """Temporary markers: ``.zapnb.json.<pid>.tmp`` (earlier releases) and ``.zapnb.json.<pid>.<token>.tmp``."""
-_LOG_MAGIC: Final = b"ZAPNBLOG"
-"""The first bytes of every commit log segment (see :mod:`zapnb.logformat`)."""
 _UNLINKABLE: Final = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP)
 """What ``os.link`` raises on a filesystem without hard links."""
 
@@ -145,7 +143,7 @@ def _holds_commit_log(log_dir: Path) -> bool:
 def _starts_with_log_header(path: Path) -> bool:
     try:
         with path.open("rb") as file:
-            return file.read(len(_LOG_MAGIC)) == _LOG_MAGIC
+            return file.read(len(SEGMENT_MAGIC)) == SEGMENT_MAGIC
     except OSError:
         return False
 

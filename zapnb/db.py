@@ -28,7 +28,7 @@ from zapnb.transaction import Rows, Transaction, check_rows, read_by_id
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["DEFAULT_DIRECTORY", "Database", "connect"]
+__all__ = ["DEFAULT_DIRECTORY", "Database", "connect", "data_path"]
 
 #: Where ``zapnb.connect()`` keeps the data when given no path and ``ZAPNB_DATA_DIR`` is not set:
 #: ``zapnb-data`` in the current working directory (beside the notebook, in Jupyter).
@@ -38,6 +38,12 @@ WRITE_ATTEMPTS = 5
 Durability = Literal["full", "process"]
 T = TypeVar("T")
 P = ParamSpec("P")
+
+
+def data_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory ``zapnb.connect(path)`` opens: ``path``, else ``$ZAPNB_DATA_DIR``, else
+    :data:`DEFAULT_DIRECTORY` (relative to the working directory)."""
+    return Path(path if path is not None else os.environ.get("ZAPNB_DATA_DIR", DEFAULT_DIRECTORY))
 
 
 def connect(path: str | os.PathLike[str] | None = None, *, durability: Durability = "full") -> Database:
@@ -77,7 +83,7 @@ def connect(path: str | os.PathLike[str] | None = None, *, durability: Durabilit
         raise InvalidValueError(
             f"durability is 'full' or 'process', not {durability!r}. Nothing was created.", value=durability
         )
-    chosen = Path(path if path is not None else os.environ.get("ZAPNB_DATA_DIR", DEFAULT_DIRECTORY))
+    chosen = data_path(path)
     make_directory(chosen)
     return Database(Engine.open(chosen, durability=durability))
 

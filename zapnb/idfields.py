@@ -3,7 +3,7 @@
 A field whose column holds text (zapnb's JSON, or a string column shared with other kinds: the keys and values
 of ``v.record``, a ``v.union`` that mixes ``v.id`` with other kinds or tables) reads back as a plain ``str``
 after a checkpoint; :class:`~zapnb.validator_kinds.ObjectValidator` stores such a field's IDs as text from the
-start (:func:`plain_ids`), where :func:`stores_ids_as_text` says so, so that it reads the same on every path.
+start (:func:`zapnb.ids.plain_ids`) where :func:`stores_ids_as_text` says so: it reads the same on every path.
 
 Examples
 --------
@@ -14,9 +14,6 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
-
-from zapnb.ids import Id
 from zapnb.validator_base import Validator
 from zapnb.validator_kinds import (
     ArrayValidator,
@@ -28,7 +25,7 @@ from zapnb.validator_kinds import (
     UnionValidator,
 )
 
-__all__ = ["plain_ids", "stores_ids_as_text"]
+__all__ = ["stores_ids_as_text"]
 
 
 def stores_ids_as_text(validator: Validator) -> bool:
@@ -65,14 +62,3 @@ def _has_ids(validator: Validator) -> bool:
     if isinstance(validator, ObjectValidator):
         return any(_has_ids(v) for _, v in validator.fields)
     return False
-
-
-def plain_ids(value: Any) -> Any:
-    """``value`` with every :class:`~zapnb.Id` in it (dict keys too) as a plain ``str``."""
-    if isinstance(value, Id):
-        return str(value)
-    if isinstance(value, dict):
-        return {plain_ids(k): plain_ids(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain_ids(item) for item in value]
-    return value

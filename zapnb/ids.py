@@ -65,6 +65,7 @@ __all__ = [
     "is_valid_id",
     "labeller",
     "new_ids",
+    "plain_ids",
     "table_number_of",
     "varint",
 ]
@@ -586,3 +587,14 @@ def _bulk_texts(prefix: bytes, day: bytes, count: int) -> npt.NDArray[np.uint8]:
         chunk[:, body_len : body_len + _FOOTER_LEN] = chunk[:, :body_len] @ weights
         texts[start : start + len(chunk)] = base32_rows(chunk)[:, :chars]
     return texts
+
+
+def plain_ids(value: Any) -> Any:
+    """``value`` with every :class:`~zapnb.Id` in it (dict keys too) as a plain ``str``."""
+    if isinstance(value, Id):
+        return str(value)
+    if isinstance(value, dict):
+        return {plain_ids(k): plain_ids(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_ids(item) for item in value]
+    return value

@@ -69,7 +69,8 @@ PREALLOCATE: Final = 1 << 20
 BLOCK: Final = 512
 """The unit a disk writes whole: after a crash, each block of an unfinished write is new or as it was."""
 
-_MAGIC: Final = b"ZAPNBLOG"
+SEGMENT_MAGIC: Final = b"ZAPNBLOG"
+"""The first bytes of every segment file."""
 _SEG_HEAD: Final = struct.Struct("<8sIQI")
 _REC_HEAD: Final = struct.Struct("<IQIII")
 _FIELDS: Final = struct.Struct("<IQI")
@@ -300,7 +301,7 @@ def header_problem(fd: int, path: Path, start: int) -> str | None:
     A format version this zapnb does not read raises :class:`~zapnb.errors.FormatVersionError`.
     """
     raw = os.pread(fd, _HEAD, 0)
-    if len(raw) < _HEAD or raw[:8] != _MAGIC:
+    if len(raw) < _HEAD or raw[:8] != SEGMENT_MAGIC:
         return "the segment header is missing or is not a zapnb log header"
     _, version, first, crc = _SEG_HEAD.unpack(raw)
     if version != FORMAT_VERSION:
@@ -329,7 +330,7 @@ def create_segment(directory: Path, start: int, preallocate: int = 0) -> Segment
     if the disk is full), fsync it, rename it into place and fsync the directory."""
     path = directory / segment_name(start)
     tmp = directory / (path.name + ".tmp")
-    head = _SEG_HEAD.pack(_MAGIC, FORMAT_VERSION, start, 0)[:20]
+    head = _SEG_HEAD.pack(SEGMENT_MAGIC, FORMAT_VERSION, start, 0)[:20]
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         pwrite_all(fd, head + struct.pack("<I", zlib.crc32(head)), 0)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import keyword
-import os
 import re
 import shlex
 from collections.abc import Sequence
@@ -448,10 +447,9 @@ _COMMENT = re.compile(r"(^|\s)#[^'\"]*$")
 
 
 def _resolved(path: Path | None) -> Path:
-    from zapnb.db import DEFAULT_DIRECTORY
+    from zapnb.db import data_path
 
-    chosen = path if path is not None else Path(os.environ.get("ZAPNB_DATA_DIR", DEFAULT_DIRECTORY))
-    return chosen.resolve()
+    return data_path(path).resolve()
 
 
 def _split(arguments: str, written: str) -> list[str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias
 
 from zapnb.errors import InvalidIdError, InvalidValueError, SchemaDefinitionError
-from zapnb.ids import Id
+from zapnb.ids import Id, plain_ids
 from zapnb.validator_base import (
     _SURROGATE,
     IdResolver,
@@ -417,8 +417,6 @@ class ObjectValidator(Validator):
                 m.segments.append(f".{name}")
                 raise
             if name in self._plain:  # stored as text: an Id reads back as a str, so it is one from the start
-                from zapnb.idfields import plain_ids
-
                 out[name] = plain_ids(out[name])
         if len(out) != len(value):
             extra = next(key for key in value if key not in self._names)
