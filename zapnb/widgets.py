@@ -175,9 +175,7 @@ class LiveTable(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Stop following the query and close the widget in every view (idempotent)."""
-        subscription = getattr(self, "_subscription", None)
-        if subscription is not None:
-            subscription.unsubscribe()
+        self.stop()
         lock = getattr(self, "_lock", None)
         if lock is not None:
             with lock:
